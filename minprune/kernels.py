@@ -1,0 +1,631 @@
+"""Numba kernels for the memory-moving parts of convolution and pooling.
+
+Every kernel here only *moves* memory (copy, gather, scatter-add, transpose,
+small reductions over pooling windows). The arithmetic-heavy part of a
+convolution is left to a single BLAS matrix multiply done by the caller with
+NumPy's ``@``::
+
+    xp   = pad2d(x, ph, pw)                          # (N, C, Hp, Wp)
+    cols = im2col(xp, kh, kw, sh, sw)                # (N*OH*OW, C*kh*kw)
+    out2 = cols @ weight.reshape(O, -1).T            # (N*OH*OW, O)   <- BLAS
+    out  = rows_to_nchw_bias(out2, bias, N, OH, OW)  # (N, O, OH, OW)
+
+and the backward pass is the mirror image (``nchw_to_rows``, two matmuls,
+``col2im``, then cropping the padding).
+
+Design rules, all measured on the 2-core target machine (numbers in
+``bench/bench_kernels.py`` and in the comments next to each loop):
+
+* Kernels are serial ``@numba.njit(cache=True)``. ``parallel=True`` was
+  measured 2-25x slower on 2 cores because Numba's threads fight OpenBLAS's.
+* Each public function is a thin Python wrapper that validates its arguments
+  (``ValueError`` naming the bad argument; ``TypeError`` for a dtype that is
+  not float32/float64), makes the inputs C-contiguous, allocates the output
+  with NumPy and calls the private ``_*_nb`` kernel, which only fills it.
+* Outputs are allocated by NumPy, not inside the kernels, on purpose: NumPy
+  asks the OS for huge pages on big allocations and Numba's allocator does
+  not, so a kernel writing a fresh 115 MB im2col matrix it allocated itself
+  spent most of its time in page faults (58 ms vs 25 ms for the same loop
+  writing into an ``np.empty`` buffer).
+* Hot loops index flattened 1-D views with precomputed offsets where that
+  was measured faster than 4-D indexing; the comment at each loop says which.
+* float32 and float64 inputs are both supported; outputs keep the input
+  dtype. Numba compiles one specialisation per dtype on first use and caches
+  it on disk (``cache=True``), so later processes only load it.
+* Everything still runs, slowly, as plain Python under ``NUMBA_DISABLE_JIT=1``.
+
+``minprune.kernels_ref`` holds plain-NumPy twins with the same names and
+signatures; the tests check every kernel against its twin.
+"""
+
+import numba
+import numpy as np
+
+__all__ = [
+    "pad2d",
+    "im2col",
+    "col2im",
+    "rows_to_nchw_bias",
+    "nchw_to_rows",
+    "maxpool2d_forward",
+    "maxpool2d_backward",
+    "avgpool2d_forward",
+    "avgpool2d_backward",
+    "nm_mask",
+]
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Below this many channels the NCHW <-> rows transposes loop over channels
+# outermost, at or above it over pixels outermost (see _rows_to_nchw_bias_nb).
+_FEW_CHANNELS = 32
+
+
+# ---------------------------------------------------------------------------
+# Argument validation (plain Python; shared by the wrappers below)
+# ---------------------------------------------------------------------------
+
+
+def _float_array(name, a, ndim):
+    """Return `a` as a C-contiguous float32/float64 array with `ndim` dims."""
+    a = np.asarray(a)
+    if a.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    return np.ascontiguousarray(a)
+
+
+def _int_arg(name, value, minimum):
+    """Return `value` as a Python int, checking it is an integer >= minimum."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _window_count(size_name, size, k_name, k, stride):
+    """Number of valid window positions along one axis (no padding)."""
+    if k > size:
+        raise ValueError(f"{k_name}={k} is larger than the input {size_name}={size}")
+    return (size - k) // stride + 1
+
+
+# ---------------------------------------------------------------------------
+# pad2d
+# ---------------------------------------------------------------------------
+
+
+def pad2d(x, ph, pw):
+    """Zero-padded copy of x: (N, C, H, W) -> (N, C, H + 2*ph, W + 2*pw).
+
+    x: float32/float64. Always returns a new C-contiguous array of x's dtype
+    (a plain copy when ph == pw == 0).
+
+    Not a Numba kernel, by measurement: ``np.zeros`` (lazily zeroed pages)
+    plus one slice assignment beat both ``np.pad`` and every Numba loop tried
+    (on (128, 32, 28, 28) float32 with ph = pw = 1: 0.7 ms vs 1.0 ms for
+    np.pad and 2.3 ms for a write-once Numba loop).
+    """
+    x = _float_array("x", x, 4)
+    ph = _int_arg("ph", ph, 0)
+    pw = _int_arg("pw", pw, 0)
+    N, C, H, W = x.shape
+    out = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=x.dtype)
+    out[:, :, ph : ph + H, pw : pw + W] = x
+    return out
+
+
+# ---------------------------------------------------------------------------
+# im2col / col2im
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _patch_offsets(C, Hp, Wp, kh, kw):
+    """Flat offset of every patch element (c, i, j) from the patch's corner.
+
+    Returns int64 (C*kh*kw,) with off[c*kh*kw + i*kw + j] = (c*Hp + i)*Wp + j,
+    i.e. the distance inside one (C, Hp, Wp) image from xp[n, 0, h0, w0] to
+    xp[n, c, h0 + i, w0 + j].
+    """
+    off = np.empty(C * kh * kw, dtype=np.int64)
+    k = 0
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                off[k] = (c * Hp + i) * Wp + j
+                k += 1
+    return off
+
+
+@numba.njit(cache=True)
+def _im2col_nb(xp, kh, kw, sh, sw, cols):
+    """Fill `cols` with every (kh, kw) window of xp, one window per row.
+
+    xp: (N, C, Hp, Wp) float32/float64, C-contiguous, already padded.
+    cols: (N*OH*OW, C*kh*kw) C-contiguous output of xp's dtype, with
+    OH = (Hp-kh)//sh + 1 and OW = (Wp-kw)//sw + 1. Sets
+        cols[n*OH*OW + oh*OW + ow, c*kh*kw + i*kw + j] = xp[n, c, oh*sh + i, ow*sw + j]
+    and returns cols.
+    """
+    N, C, Hp, Wp = xp.shape
+    K = C * kh * kw
+    OH = (Hp - kh) // sh + 1
+    OW = (Wp - kw) // sw + 1
+    off = _patch_offsets(C, Hp, Wp, kh, kw)
+    xf = xp.reshape(xp.size)
+    cf = cols.reshape(cols.size)
+    CHW = C * Hp * Wp
+    # Loop order n, oh, ow, then one flat run over the K patch elements:
+    # `cols` (the big array) is written strictly sequentially and the reads
+    # gather from one image, which stays in L2. Measured against nested
+    # 4-D indexing in the same order, the input-sequential order
+    # (n, c, i, j, oh, ow) and a row-band order (n, oh, c, i, ow, j): this
+    # was fastest on all benchmark shapes, e.g. (128, 32, 30, 30) k=3
+    # float32 took 23 ms vs 37 / 31 / 45 ms.
+    for n in range(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                src = n * CHW + oh * sh * Wp + ow * sw
+                dst = ((n * OH + oh) * OW + ow) * K
+                for k in range(K):
+                    cf[dst + k] = xf[src + off[k]]
+    return cols
+
+
+def im2col(xp, kh, kw, sh, sw):
+    """Unfold an already-padded input into a patch matrix.
+
+    xp: (N, C, Hp, Wp) float32/float64. kh, kw: kernel size; sh, sw: stride.
+    Returns cols (N*OH*OW, C*kh*kw), OH = (Hp-kh)//sh + 1, OW = (Wp-kw)//sw + 1,
+    row index n*OH*OW + oh*OW + ow, column index c*kh*kw + i*kw + j, value
+    xp[n, c, oh*sh + i, ow*sw + j]. Convolution forward is then
+    ``cols @ weight.reshape(O, -1).T``.
+    """
+    xp = _float_array("xp", xp, 4)
+    kh = _int_arg("kh", kh, 1)
+    kw = _int_arg("kw", kw, 1)
+    sh = _int_arg("sh", sh, 1)
+    sw = _int_arg("sw", sw, 1)
+    N, C, Hp, Wp = xp.shape
+    OH = _window_count("height", Hp, "kh", kh, sh)
+    OW = _window_count("width", Wp, "kw", kw, sw)
+    cols = np.empty((N * OH * OW, C * kh * kw), dtype=xp.dtype)
+    return _im2col_nb(xp, kh, kw, sh, sw, cols)
+
+
+@numba.njit(cache=True)
+def _col2im_nb(cols, kh, kw, sh, sw, out):
+    """Scatter-add a patch matrix onto a zeroed image (adjoint of _im2col_nb).
+
+    cols: (N*OH*OW, C*kh*kw) float32/float64, C-contiguous.
+    out: (N, C, Hp, Wp) C-contiguous, same dtype, all zeros on entry, with
+    OH = (Hp-kh)//sh + 1 and OW = (Wp-kw)//sw + 1. Adds
+        out[n, c, oh*sh + i, ow*sw + j] += cols[n*OH*OW + oh*OW + ow, c*kh*kw + i*kw + j]
+    for every (oh, ow, i, j) and returns out.
+    """
+    N, C, Hp, Wp = out.shape
+    K = C * kh * kw
+    OH = (Hp - kh) // sh + 1
+    OW = (Wp - kw) // sw + 1
+    off = _patch_offsets(C, Hp, Wp, kh, kw)
+    cf = cols.reshape(cols.size)
+    of = out.reshape(out.size)
+    CHW = C * Hp * Wp
+    # Mirror of _im2col_nb: `cols` is read strictly sequentially and the
+    # scatter target (one image, C*Hp*Wp elements) stays in cache. Fastest
+    # or tied on 6 of the 8 benchmark cases; the input-major order
+    # (n, c, i, j, oh, ow) won only on (128, 64, 16, 16) k=3 (15 vs 16 ms
+    # float32) and lost elsewhere (28 vs 19 ms on (128, 32, 30, 30)).
+    for n in range(N):
+        for oh in range(OH):
+            for ow in range(OW):
+                dst = n * CHW + oh * sh * Wp + ow * sw
+                src = ((n * OH + oh) * OW + ow) * K
+                for k in range(K):
+                    of[dst + off[k]] += cf[src + k]
+    return out
+
+
+def col2im(cols, N, C, Hp, Wp, kh, kw, sh, sw):
+    """Adjoint of im2col: scatter-add cols (N*OH*OW, C*kh*kw) into (N, C, Hp, Wp).
+
+    cols: float32/float64. The result is in *padded* coordinates; the caller
+    crops the padding. Satisfies <im2col(x), cols> == <x, col2im(cols, ...)>.
+    """
+    cols = _float_array("cols", cols, 2)
+    N = _int_arg("N", N, 0)
+    C = _int_arg("C", C, 0)
+    Hp = _int_arg("Hp", Hp, 1)
+    Wp = _int_arg("Wp", Wp, 1)
+    kh = _int_arg("kh", kh, 1)
+    kw = _int_arg("kw", kw, 1)
+    sh = _int_arg("sh", sh, 1)
+    sw = _int_arg("sw", sw, 1)
+    OH = _window_count("Hp", Hp, "kh", kh, sh)
+    OW = _window_count("Wp", Wp, "kw", kw, sw)
+    expected = (N * OH * OW, C * kh * kw)
+    if cols.shape != expected:
+        raise ValueError(f"cols must have shape {expected}, got {cols.shape}")
+    out = np.zeros((N, C, Hp, Wp), dtype=cols.dtype)
+    return _col2im_nb(cols, kh, kw, sh, sw, out)
+
+
+# ---------------------------------------------------------------------------
+# Layout changes between the matmul's (rows, O) and NCHW
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _rows_to_nchw_bias_nb(out2d, bias, out):
+    """Transpose matmul rows to NCHW and add a per-channel bias, in one pass.
+
+    out2d: (N*OH*OW, O) float32/float64, C-contiguous.
+    bias: (O,) of the same dtype, or shape (0,) meaning "no bias".
+    out: (N, O, OH, OW) C-contiguous output of the same dtype. Sets
+        out[n, o, oh, ow] = out2d[n*OH*OW + oh*OW + ow, o] + bias[o]
+    and returns out.
+    """
+    N, O, OH, OW = out.shape
+    P = OH * OW
+    has_bias = bias.shape[0] > 0
+    src = out2d.reshape(out2d.size)
+    dst = out.reshape(out.size)
+    if O < _FEW_CHANNELS:
+        # Few channels: channel-outer, so each inner loop writes one long
+        # contiguous output plane (the strided reads of a (P, O) block with
+        # small O stay in L1). 0.17 ms vs 0.29 ms pixel-outer on LeNet
+        # conv1 (O=6, 28x28, N=128, float32).
+        for n in range(N):
+            for o in range(O):
+                b = bias[o] if has_bias else 0.0
+                d = (n * O + o) * P
+                s = n * P * O + o
+                for p in range(P):
+                    dst[d + p] = src[s + p * O] + b
+    else:
+        # Many channels: pixel-outer, so the inner loop reads one contiguous
+        # row of O values. 2.5 ms vs 3.2 ms channel-outer for O=128, 14x14;
+        # 4.1 vs 5.1 ms for O=64, 28x28 (N=128, float32). Cache-blocked
+        # tilings were tried and were slower than both.
+        for n in range(N):
+            for p in range(P):
+                s = (n * P + p) * O
+                d = n * O * P + p
+                for o in range(O):
+                    b = bias[o] if has_bias else 0.0
+                    dst[d + o * P] = src[s + o] + b
+    return out
+
+
+def rows_to_nchw_bias(out2d, bias, N, OH, OW):
+    """(N*OH*OW, O) matmul output -> (N, O, OH, OW) C-contiguous, plus bias.
+
+    out2d: float32/float64. bias: None or a zero-length array means "no
+    bias"; otherwise shape (O,) (cast to out2d's dtype if it differs).
+    """
+    out2d = _float_array("out2d", out2d, 2)
+    N = _int_arg("N", N, 0)
+    OH = _int_arg("OH", OH, 1)
+    OW = _int_arg("OW", OW, 1)
+    if out2d.shape[0] != N * OH * OW:
+        raise ValueError(f"out2d must have N*OH*OW = {N * OH * OW} rows, got {out2d.shape[0]}")
+    O = out2d.shape[1]
+    if bias is None:
+        bias = np.zeros(0, dtype=out2d.dtype)
+    else:
+        bias = np.ascontiguousarray(bias, dtype=out2d.dtype)
+        if bias.shape not in ((O,), (0,)):
+            raise ValueError(f"bias must have shape ({O},) or (0,), got {bias.shape}")
+    out = np.empty((N, O, OH, OW), dtype=out2d.dtype)
+    return _rows_to_nchw_bias_nb(out2d, bias, out)
+
+
+@numba.njit(cache=True)
+def _nchw_to_rows_nb(g, rows):
+    """Transpose (N, O, OH, OW) to (N*OH*OW, O).
+
+    g: float32/float64, C-contiguous. rows: (N*OH*OW, O) C-contiguous output
+    of the same dtype. Sets rows[n*OH*OW + oh*OW + ow, o] = g[n, o, oh, ow]
+    and returns rows.
+    """
+    N, O, OH, OW = g.shape
+    P = OH * OW
+    src = g.reshape(g.size)
+    dst = rows.reshape(rows.size)
+    # Same split as _rows_to_nchw_bias_nb and for the same measured reasons:
+    # long contiguous inner runs over the plane when O is small (0.17 vs
+    # 0.28 ms, O=6), over the O channels of one row when O is large (3.0 vs
+    # 5.3 ms, O=128, 14x14, float32).
+    if O < _FEW_CHANNELS:
+        for n in range(N):
+            for o in range(O):
+                s = (n * O + o) * P
+                d = n * P * O + o
+                for p in range(P):
+                    dst[d + p * O] = src[s + p]
+    else:
+        for n in range(N):
+            for p in range(P):
+                d = (n * P + p) * O
+                s = n * O * P + p
+                for o in range(O):
+                    dst[d + o] = src[s + o * P]
+    return rows
+
+
+def nchw_to_rows(g):
+    """(N, O, OH, OW) -> (N*OH*OW, O) C-contiguous (backward of rows_to_nchw_bias).
+
+    g: float32/float64.
+    """
+    g = _float_array("g", g, 4)
+    N, O, OH, OW = g.shape
+    rows = np.empty((N * OH * OW, O), dtype=g.dtype)
+    return _nchw_to_rows_nb(g, rows)
+
+
+# ---------------------------------------------------------------------------
+# Max pooling
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _maxpool2d_forward_nb(x, kh, kw, sh, sw, out, argmax):
+    """Max over each (kh, kw) window of x, without padding.
+
+    x: (N, C, H, W) float32/float64, C-contiguous.
+    out: (N, C, OH, OW) output of x's dtype; argmax: (N, C, OH, OW) int32
+    output; OH = (H-kh)//sh + 1, OW = (W-kw)//sw + 1. Sets out to the window
+    maxima and argmax to the flat index h*W + w of each winner inside its own
+    (H, W) plane. Ties pick the first element in row-major window order; a
+    NaN wins (the first NaN), matching np.argmax. Returns (out, argmax).
+    """
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
+    # Plain 4-D indexing, one window at a time: as fast as a flat-index
+    # version (6.1 vs 6.5 ms) and much faster than sweeping each window
+    # offset across a whole output row (11 ms), on (128, 32, 28, 28) 2x2/2
+    # float32. PyTorch's max_pool2d with indices took 6.6 ms.
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                h0 = oh * sh
+                for ow in range(OW):
+                    w0 = ow * sw
+                    best = x[n, c, h0, w0]
+                    best_idx = h0 * W + w0
+                    for i in range(kh):
+                        for j in range(kw):
+                            v = x[n, c, h0 + i, w0 + j]
+                            # `best == best` is false only for NaN: once a
+                            # NaN is chosen it sticks, and a NaN beats any
+                            # number.
+                            if best == best and (v > best or v != v):
+                                best = v
+                                best_idx = (h0 + i) * W + w0 + j
+                    out[n, c, oh, ow] = best
+                    argmax[n, c, oh, ow] = best_idx
+    return out, argmax
+
+
+def maxpool2d_forward(x, kh, kw, sh, sw):
+    """Max pooling without padding: (N, C, H, W) -> (out, argmax), both (N, C, OH, OW).
+
+    x: float32/float64. OH = (H-kh)//sh + 1, OW = (W-kw)//sw + 1. argmax is
+    int32, the flat index h*W + w into each (H, W) plane (not into the whole
+    of x). Ties pick the lowest window position; NaN propagates.
+    """
+    x = _float_array("x", x, 4)
+    kh = _int_arg("kh", kh, 1)
+    kw = _int_arg("kw", kw, 1)
+    sh = _int_arg("sh", sh, 1)
+    sw = _int_arg("sw", sw, 1)
+    N, C, H, W = x.shape
+    OH = _window_count("H", H, "kh", kh, sh)
+    OW = _window_count("W", W, "kw", kw, sw)
+    out = np.empty((N, C, OH, OW), dtype=x.dtype)
+    argmax = np.empty((N, C, OH, OW), dtype=np.int32)
+    return _maxpool2d_forward_nb(x, kh, kw, sh, sw, out, argmax)
+
+
+@numba.njit(cache=True)
+def _maxpool2d_backward_nb(grad_out, argmax, grad_x):
+    """Route each output gradient to the input element that won the max.
+
+    grad_out: (N, C, OH, OW) float32/float64, C-contiguous; argmax: same
+    shape, integer, flat index into each (H, W) plane; grad_x: (N, C, H, W)
+    of grad_out's dtype, all zeros on entry. Adds
+        grad_x[n, c].flat[argmax[n, c, oh, ow]] += grad_out[n, c, oh, ow]
+    (scatter-*add*: overlapping windows that share a winner sum up) and
+    returns grad_x. Raises ValueError if an index is outside [0, H*W).
+    """
+    N, C, H, W = grad_x.shape
+    HW = H * W
+    P = grad_out.shape[2] * grad_out.shape[3]
+    g = grad_out.reshape(grad_out.size)
+    a = argmax.reshape(argmax.size)
+    gx = grad_x.reshape(grad_x.size)
+    # Flat indexing: the plane index is used as is, with no a // W, a % W
+    # split; 0.9 ms vs 2.2 ms for 4-D indexing on a (128, 32, 14, 14)
+    # gradient (PyTorch: 0.8 ms).
+    for plane in range(N * C):
+        for q in range(plane * P, (plane + 1) * P):
+            idx = a[q]
+            # Numba does not bounds-check, so a bad index would corrupt
+            # memory; this branch is never taken in practice and costs ~0.
+            if idx < 0 or idx >= HW:
+                raise ValueError("argmax holds an index outside [0, H*W)")
+            gx[plane * HW + idx] += g[q]
+    return grad_x
+
+
+def maxpool2d_backward(grad_out, argmax, H, W):
+    """Gradient of maxpool2d_forward: scatter-add grad_out (N, C, OH, OW) into (N, C, H, W).
+
+    grad_out: float32/float64. argmax: the second output of
+    maxpool2d_forward (integer flat index into each (H, W) plane).
+    """
+    grad_out = _float_array("grad_out", grad_out, 4)
+    argmax = np.asarray(argmax)
+    if argmax.dtype.kind not in "iu":
+        raise TypeError(f"argmax must be an integer array, got dtype {argmax.dtype}")
+    if argmax.shape != grad_out.shape:
+        raise ValueError(f"argmax must have the shape of grad_out {grad_out.shape}, got {argmax.shape}")
+    argmax = np.ascontiguousarray(argmax)
+    H = _int_arg("H", H, 1)
+    W = _int_arg("W", W, 1)
+    N, C = grad_out.shape[:2]
+    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
+    return _maxpool2d_backward_nb(grad_out, argmax, grad_x)
+
+
+# ---------------------------------------------------------------------------
+# Average pooling
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _avgpool2d_forward_nb(x, kh, kw, sh, sw, out):
+    """Mean over each (kh, kw) window of x, without padding.
+
+    x: (N, C, H, W) float32/float64, C-contiguous. out: (N, C, OH, OW) output
+    of x's dtype, OH = (H-kh)//sh + 1, OW = (W-kw)//sw + 1. Window sums are
+    accumulated in float64. Returns out.
+    """
+    N, C = x.shape[0], x.shape[1]
+    OH, OW = out.shape[2], out.shape[3]
+    inv = 1.0 / (kh * kw)
+    # 4-D indexing measured faster than a flat-index version here
+    # (3.0 vs 3.6 ms on (128, 32, 28, 28) 2x2/2 float32; PyTorch 2.1 ms).
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                h0 = oh * sh
+                for ow in range(OW):
+                    w0 = ow * sw
+                    acc = 0.0
+                    for i in range(kh):
+                        for j in range(kw):
+                            acc += x[n, c, h0 + i, w0 + j]
+                    out[n, c, oh, ow] = acc * inv
+    return out
+
+
+def avgpool2d_forward(x, kh, kw, sh, sw):
+    """Average pooling without padding: (N, C, H, W) -> (N, C, OH, OW).
+
+    x: float32/float64. OH = (H-kh)//sh + 1, OW = (W-kw)//sw + 1.
+    """
+    x = _float_array("x", x, 4)
+    kh = _int_arg("kh", kh, 1)
+    kw = _int_arg("kw", kw, 1)
+    sh = _int_arg("sh", sh, 1)
+    sw = _int_arg("sw", sw, 1)
+    N, C, H, W = x.shape
+    OH = _window_count("H", H, "kh", kh, sh)
+    OW = _window_count("W", W, "kw", kw, sw)
+    out = np.empty((N, C, OH, OW), dtype=x.dtype)
+    return _avgpool2d_forward_nb(x, kh, kw, sh, sw, out)
+
+
+@numba.njit(cache=True)
+def _avgpool2d_backward_nb(grad_out, kh, kw, sh, sw, grad_x):
+    """Spread each output gradient evenly over its window (scatter-add).
+
+    grad_out: (N, C, OH, OW) float32/float64, C-contiguous. grad_x:
+    (N, C, H, W) of the same dtype, all zeros on entry. Adds
+        grad_x[n, c, oh*sh + i, ow*sw + j] += grad_out[n, c, oh, ow] / (kh*kw)
+    and returns grad_x.
+    """
+    N, C, OH, OW = grad_out.shape
+    inv = 1.0 / (kh * kw)
+    # 4-D indexing, as in the forward (3.0 vs 4.0 ms for a flat version).
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                h0 = oh * sh
+                for ow in range(OW):
+                    w0 = ow * sw
+                    g = grad_out[n, c, oh, ow] * inv
+                    for i in range(kh):
+                        for j in range(kw):
+                            grad_x[n, c, h0 + i, w0 + j] += g
+    return grad_x
+
+
+def avgpool2d_backward(grad_out, H, W, kh, kw, sh, sw):
+    """Gradient of avgpool2d_forward: (N, C, OH, OW) -> (N, C, H, W).
+
+    grad_out: float32/float64; its spatial shape must be the (OH, OW) that
+    avgpool2d_forward gives for an (H, W) input.
+    """
+    grad_out = _float_array("grad_out", grad_out, 4)
+    H = _int_arg("H", H, 1)
+    W = _int_arg("W", W, 1)
+    kh = _int_arg("kh", kh, 1)
+    kw = _int_arg("kw", kw, 1)
+    sh = _int_arg("sh", sh, 1)
+    sw = _int_arg("sw", sw, 1)
+    OH = _window_count("H", H, "kh", kh, sh)
+    OW = _window_count("W", W, "kw", kw, sw)
+    if grad_out.shape[2:] != (OH, OW):
+        raise ValueError(
+            f"grad_out must have spatial shape {(OH, OW)} for H={H}, W={W}, got {grad_out.shape[2:]}"
+        )
+    N, C = grad_out.shape[:2]
+    grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
+    return _avgpool2d_backward_nb(grad_out, kh, kw, sh, sw, grad_x)
+
+
+# ---------------------------------------------------------------------------
+# N:M structured-sparsity mask
+# ---------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _nm_mask_nb(scores, n, m, mask):
+    """Keep the n largest of every m consecutive scores in each row.
+
+    scores: (R, K) float32/float64, C-contiguous, K % m == 0, no NaN.
+    mask: (R, K) bool output. Sets mask[r, k] to True for exactly n entries
+    of every group of m consecutive columns; ties are broken towards the
+    lower column index, so the result is deterministic. Returns mask.
+    """
+    R, K = scores.shape
+    # m is small (typically 4 or 8), so ranking each entry by counting the
+    # group members that beat it (O(m^2)) is cheaper than sorting and needs
+    # no scratch memory.
+    for r in range(R):
+        for g0 in range(0, K, m):
+            for a in range(g0, g0 + m):
+                sa = scores[r, a]
+                rank = 0
+                for b in range(g0, g0 + m):
+                    sb = scores[r, b]
+                    if sb > sa or (sb == sa and b < a):
+                        rank += 1
+                mask[r, a] = rank < n
+    return mask
+
+
+def nm_mask(scores2d, n, m):
+    """N:M mask: in each row, keep the n largest scores of every m consecutive columns.
+
+    scores2d: (R, K) float32/float64 with K divisible by m and no NaN;
+    0 <= n <= m. Returns a bool array of the same shape with exactly n True
+    per group. Ties go to the lower column index (deterministic).
+    """
+    scores2d = _float_array("scores2d", scores2d, 2)
+    m = _int_arg("m", m, 1)
+    n = _int_arg("n", n, 0)
+    if n > m:
+        raise ValueError(f"n must be <= m, got n={n}, m={m}")
+    if scores2d.shape[1] % m != 0:
+        raise ValueError(f"m={m} must divide the number of columns K={scores2d.shape[1]} of scores2d")
+    if np.isnan(scores2d).any():
+        raise ValueError("scores2d must not contain NaN")
+    mask = np.empty(scores2d.shape, dtype=np.bool_)
+    return _nm_mask_nb(scores2d, n, m, mask)

@@ -1,0 +1,153 @@
+"""The layers: each holds its Parameters and calls one op from `functional`."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functions as F
+from . import functional as fn
+from . import init
+from .module import Module, Parameter
+
+
+def _positive_int(value, name):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name}: must be positive, got {value}")
+    return int(value)
+
+
+class Linear(Module):
+    """y = x Wᵀ + b, W of shape (out_features, in_features); Kaiming-normal init, zero bias."""
+
+    def __init__(self, in_features, out_features, bias=True, rng=None):
+        super().__init__()
+        self.in_features = _positive_int(in_features, "in_features")
+        self.out_features = _positive_int(out_features, "out_features")
+        self.weight = init.kaiming_normal_(Parameter(np.empty((out_features, in_features),
+                                                              np.float32)), rng=rng)
+        self.bias = Parameter(np.zeros(out_features, np.float32)) if bias else None
+
+    def forward(self, x):
+        return fn.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
+
+
+class Conv2d(Module):
+    """2-D convolution, weight (out, in, kh, kw); im2col + one matmul underneath."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 rng=None):
+        super().__init__()
+        self.in_channels = _positive_int(in_channels, "in_channels")
+        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.kernel_size = fn._pair(kernel_size, "kernel_size")
+        self.stride = fn._pair(stride, "stride")
+        self.padding = fn._pair(padding, "padding")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise ValueError("kernel_size/stride/padding: need kernel_size ≥ 1, stride ≥ 1, "
+                             f"padding ≥ 0, got {self.kernel_size}, {self.stride}, {self.padding}")
+        shape = (out_channels, in_channels, *self.kernel_size)
+        self.weight = init.kaiming_normal_(Parameter(np.empty(shape, np.float32)), rng=rng)
+        self.bias = Parameter(np.zeros(out_channels, np.float32)) if bias else None
+
+    def forward(self, x):
+        return fn.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+
+class _BatchNorm(Module):
+    """Normalise each channel with batch statistics while training, running averages in eval.
+
+    running = (1 − momentum)·running + momentum·batch (PyTorch's convention; unbiased variance).
+    """
+
+    _axes: tuple = ()
+    _ndim: int = 0
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.num_features = _positive_int(num_features, "num_features")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum: must be in [0, 1], got {momentum}")
+        self.eps, self.momentum = float(eps), float(momentum)
+        self.weight = Parameter(np.ones(num_features, np.float32))
+        self.bias = Parameter(np.zeros(num_features, np.float32))
+        self.register_buffer("running_mean", np.zeros(num_features, np.float32))
+        self.register_buffer("running_var", np.ones(num_features, np.float32))
+
+    def forward(self, x):
+        if x.ndim != self._ndim or x.shape[1] != self.num_features:
+            raise ValueError(f"x: {type(self).__name__}({self.num_features}) expects "
+                             f"{self._ndim}-D input with {self.num_features} channels, got {x.shape}")
+        if self.training:
+            mean, var = x.data.mean(axis=self._axes), x.data.var(axis=self._axes)
+            m = x.data.size // self.num_features
+            self.running_mean = ((1 - self.momentum) * self.running_mean
+                                 + self.momentum * mean).astype(np.float32)
+            self.running_var = ((1 - self.momentum) * self.running_var
+                                + self.momentum * var * m / max(m - 1, 1)).astype(np.float32)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return F.BatchNorm.apply(x, fn.masked(self.weight), fn.masked(self.bias), self._axes,
+                                 self.eps, mean.astype(x.dtype), var.astype(x.dtype), self.training)
+
+    def extra_repr(self):
+        return f"{self.num_features}"
+
+
+class BatchNorm1d(_BatchNorm):
+    _axes, _ndim = (0,), 2
+
+
+class BatchNorm2d(_BatchNorm):
+    _axes, _ndim = (0, 2, 3), 4
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return fn.relu(x)
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def forward(self, x):
+        return fn.max_pool2d(x, self.kernel_size, self.stride)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
+
+
+class AvgPool2d(MaxPool2d):
+    def forward(self, x):
+        return fn.avg_pool2d(x, self.kernel_size, self.stride)
+
+
+class Flatten(Module):
+    def forward(self, x):
+        return fn.flatten(x)
+
+
+class Dropout(Module):
+    """Active only in training mode. `rng` (a seed or Generator) makes the dropped units repeatable."""
+
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"p: dropout probability must be in [0, 1), got {p}")
+        self.p = float(p)
+        self.rng = np.random.default_rng(rng)
+
+    def forward(self, x):
+        return fn.dropout(x, self.p, self.training, self.rng)
+
+    def extra_repr(self):
+        return f"p={self.p}"

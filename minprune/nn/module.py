@@ -1,0 +1,228 @@
+"""Module, Parameter and Sequential: how a network holds its weights (and their pruning masks).
+
+Assigning a `Parameter` or a `Module` to an attribute registers it, so `named_parameters()` can
+walk the tree and produce PyTorch-style names such as `features.3.weight`.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A trainable Tensor. `mask` is None (dense) or a boolean array of the same shape.
+
+    The pruning invariant lives here: where `mask` is False the weight is exactly 0, its gradient
+    is 0 (layers multiply by the mask) and optimizers keep it 0 after every step.
+    """
+
+    def __init__(self, data, requires_grad: bool = True):
+        super().__init__(np.array(data, dtype=np.float32) if not isinstance(data, np.ndarray)
+                         or data.dtype.kind != "f" else data, requires_grad=requires_grad)
+        self.mask: np.ndarray | None = None
+
+    def __repr__(self):
+        return f"Parameter(shape={self.shape}, masked={self.mask is not None})"
+
+    def set_mask(self, mask):
+        """Install `mask` (or None) and zero the pruned entries so the invariant holds now."""
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != self.shape:
+                raise ValueError(f"mask: shape {mask.shape} does not match parameter shape {self.shape}")
+            self.data *= mask
+            if self.grad is not None:
+                self.grad *= mask
+        self.mask = mask
+
+
+class Module:
+    """Base class: subclasses create layers in `__init__` and compute in `forward`."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", [])
+        self.training = True
+        self.output_mask: np.ndarray | None = None  # activation pruning: which output units live
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError("call super().__init__() before assigning attributes in a Module")
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if not isinstance(value, np.ndarray):  # re-assigning a buffer's array keeps it a buffer
+            self._buffers.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, array: np.ndarray):
+        """Non-trainable state saved with the model (BatchNorm's running statistics)."""
+        setattr(self, name, np.asarray(array))
+        self._buffers[name] = True
+
+    def register_forward_hook(self, hook):
+        """`hook(module, inputs, output)` runs after forward; it may return a replacement output.
+        Returns a handle with `.remove()`."""
+        self._forward_hooks.append(hook)
+        hooks = self._forward_hooks
+
+        class Handle:
+            def remove(self):
+                if hook in hooks:
+                    hooks.remove(hook)
+        return Handle()
+
+    # --- running ------------------------------------------------------------------------------
+    def forward(self, *args):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+
+    def __call__(self, *args):
+        out = self.forward(*args)
+        if self.output_mask is not None:  # a pruned unit outputs 0 whatever its input
+            shape = (1, -1) + (1,) * (out.ndim - 2)
+            out = out * self.output_mask.reshape(shape).astype(out.dtype)
+        for hook in list(self._forward_hooks):
+            replaced = hook(self, args, out)
+            if replaced is not None:
+                out = replaced
+        return out
+
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # --- walking the tree ---------------------------------------------------------------------
+    def named_modules(self, prefix: str = ""):
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_parameters(self):
+        for prefix, m in self.named_modules():
+            for name, p in m._parameters.items():
+                yield (f"{prefix}.{name}" if prefix else name), p
+
+    def parameters(self):
+        return (p for _, p in self.named_parameters())
+
+    def named_buffers(self):
+        for prefix, m in self.named_modules():
+            for name in m._buffers:
+                yield (f"{prefix}.{name}" if prefix else name), getattr(m, name)
+
+    def get_submodule(self, name: str) -> Module:
+        found = dict(self.named_modules()).get(name)
+        if found is None:
+            raise ValueError(f"name: no submodule {name!r}; available: "
+                             f"{[n for n, _ in self.named_modules() if n]}")
+        return found
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    # --- state --------------------------------------------------------------------------------
+    def state_dict(self) -> OrderedDict:
+        """Copies of every parameter and buffer; masks as `<param>_mask`, activation masks as
+        `<module>.output_mask` (only where present), so a pruned model round-trips exactly."""
+        state = OrderedDict()
+        for name, p in self.named_parameters():
+            state[name] = p.data.copy()
+            if p.mask is not None:
+                state[name + "_mask"] = p.mask.copy()
+        for name, b in self.named_buffers():
+            state[name] = np.array(b, copy=True)
+        for prefix, m in self.named_modules():
+            if m.output_mask is not None:
+                state[f"{prefix}.output_mask" if prefix else "output_mask"] = m.output_mask.copy()
+        return state
+
+    def load_state_dict(self, state: dict):
+        """Load arrays by name. Every parameter and buffer must be present with the right shape;
+        masks are optional (absent means dense). Anything else is an error that names the keys."""
+        params = dict(self.named_parameters())
+        modules = dict(self.named_modules())
+        buffers = {n for n, _ in self.named_buffers()}
+        optional = {n + "_mask" for n in params}
+        optional |= {f"{n}.output_mask" if n else "output_mask" for n in modules}
+        missing = sorted((set(params) | buffers) - set(state))
+        unexpected = sorted(set(state) - set(params) - buffers - optional)
+        if missing or unexpected:
+            raise KeyError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name, value in state.items():
+            value = np.asarray(value)
+            if name in params:
+                if value.shape != params[name].shape:
+                    raise ValueError(f"state_dict: {name!r} has shape {value.shape}, the model "
+                                     f"expects {params[name].shape}")
+        for name, p in params.items():
+            p.data = np.array(state[name], dtype=p.data.dtype)
+            p.grad = None
+            p.set_mask(state.get(name + "_mask"))
+        for name in buffers:
+            owner, _, attr = name.rpartition(".")
+            m = modules[owner]
+            old = getattr(m, attr)
+            if np.shape(state[name]) != np.shape(old):
+                raise ValueError(f"state_dict: {name!r} has shape {np.shape(state[name])}, the "
+                                 f"model expects {np.shape(old)}")
+            object.__setattr__(m, attr, np.array(state[name], dtype=np.asarray(old).dtype))
+        for name, m in modules.items():
+            key = f"{name}.output_mask" if name else "output_mask"
+            m.output_mask = np.asarray(state[key], dtype=bool).copy() if key in state else None
+        return self
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in self._modules.items():
+            lines.append("  (" + name + "): " + repr(child).replace("\n", "\n  "))
+        return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+
+class Sequential(Module):
+    """Runs its children in order; they are named "0", "1", ... as in PyTorch."""
+
+    def __init__(self, *layers: Module):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"layers: item {i} is a {type(layer).__name__}, expected a Module")
+            setattr(self, str(i), layer)
+
+    def forward(self, x):
+        for layer in self._modules.values():
+            x = layer(x)
+        return x
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
