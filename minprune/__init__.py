@@ -6,10 +6,10 @@
     mp.train.fit(model, (x, y), epochs=5)
     mp.prune.prune(model, 0.9, criterion="magnitude", scope="global")
 """
-from . import data, models, nn, optim, train
+from . import data, models, nn, optim, prune, train
 from .autograd import no_grad
 from .nn import load, save
 from .tensor import Tensor, tensor
 
 __version__ = "0.1.0"
-__all__ = ["Tensor", "tensor", "no_grad", "nn", "optim", "data", "models", "train", "save", "load"]
+__all__ = ["Tensor", "tensor", "no_grad", "nn", "optim", "data", "models", "train", "prune", "save", "load"]

@@ -1,0 +1,173 @@
+"""`prune()`: the seed note's taxonomy as one call, one argument per axis.
+
+    HOW    criterion    → a score per weight (or per unit)          criteria.py
+    WHAT   granularity  → which weights fall together                structures.py
+    WHERE  scope        → which groups fall, globally or per layer   scope.py
+    WHAT   target       → weights (masks on Parameters) or activations (masks on layer outputs)
+
+Each axis is swappable on its own; a student can pass a function for any criterion.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..tensor import Tensor
+from . import criteria as C
+from . import scope as S
+from . import structures
+from .masks import apply_masks, mask_dead_units, prunable_layers, resolve_layer_name
+
+TARGETS = ("weights", "activations")
+UNIT_CRITERIA = sorted(n for n, f in C.CRITERIA.items() if f.level == "unit")
+
+
+def _scope_layers(scope, layers):
+    """The layers a scope touches (all, or those named in a per-layer dict)."""
+    if isinstance(scope, dict):
+        resolved = {resolve_layer_name(n, layers): s for n, s in scope.items()}
+        return {n: layers[n] for n in resolved}, resolved
+    if scope not in S.SCOPES:
+        raise ValueError(f"scope: {scope!r} is not one of {S.SCOPES} or a dict {{layer: sparsity}}")
+    return layers, scope
+
+
+def _check_scores(scores, layers, unit, who):
+    if not isinstance(scores, dict) or set(scores) < set(layers):
+        raise ValueError(f"criterion: {who} must return a dict with a score array for each of "
+                         f"{list(layers)}")
+    for n, m in layers.items():
+        expected = (m.weight.shape[0],) if unit else m.weight.shape
+        s = np.asarray(scores[n], dtype=np.float64)
+        if s.shape != expected:
+            raise ValueError(f"criterion: {who} returned shape {s.shape} for {n!r}, expected "
+                             f"{expected}")
+        if np.isnan(s).any():
+            raise ValueError(f"criterion: {who} returned NaN scores for {n!r}")
+        scores[n] = s
+    return scores
+
+
+def prune(model, sparsity=None, criterion="magnitude", granularity="unstructured", scope="global",
+          target="weights", batch=None, exclude=(), reduce="l1", normalize=None,
+          **criterion_options) -> dict:
+    """Prune `model` in place and return {layer name: mask} for the layers touched.
+
+    sparsity     fraction of prunable weights (or groups, layerwise) that are 0 afterwards;
+                 for "N:M" it is implied (1 − N/M) and may be omitted
+    criterion    a name from `criteria.CRITERIA` or a callable f(model, layers, batch) → scores
+    granularity  "unstructured", "filter"/"neuron", "channel", "kernel", "filter_shape", "2:4",
+                 "block4x4", ...
+    scope        "global", "layerwise", or {layer name: sparsity}
+    target       "weights", or "activations" (masks whole output units via `module.output_mask`)
+    batch        data for data-driven criteria: (x, y), a list of them, or a DataLoader
+    exclude      layer names to leave dense
+    reduce       how group scores combine: "l1", "l2", "mean", "sum"
+    normalize    L2-normalise each layer's group scores before a global ranking (default: on for
+                 structured global pruning, off otherwise)
+    Pruning is monotone: weights pruned before stay pruned, and the result lands exactly on
+    `sparsity` (round(s·n) weights or groups).
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target: {target!r} is not one of {TARGETS}")
+    if reduce not in structures.REDUCTIONS:
+        raise ValueError(f"reduce: {reduce!r} is not one of {sorted(structures.REDUCTIONS)}")
+    layers = prunable_layers(model, exclude)
+    if target == "activations":
+        return prune_activations(model, sparsity, criterion if criterion != "magnitude" else
+                                 "activation", scope, batch, exclude, normalize, **criterion_options)
+    gran = structures.parse(granularity)
+    crit = C.get_criterion(criterion)
+    who = criterion if isinstance(criterion, str) else getattr(criterion, "__name__", "criterion")
+    unit = getattr(crit, "level", "weight") == "unit"
+    if unit and not gran.unit:
+        raise ValueError(f"criterion: {who!r} scores whole units, so it needs granularity='filter' "
+                         f"(or 'neuron'), not {granularity!r}; weight-level criteria are "
+                         f"{sorted(n for n in C.CRITERIA if n not in UNIT_CRITERIA)}")
+    if gran.name == "N:M":
+        implied = 1 - gran.n / gran.m
+        if sparsity is not None and not np.isclose(S.check_sparsity(sparsity), implied):
+            raise ValueError(f"sparsity: {granularity!r} keeps {gran.n} of every {gran.m} weights, "
+                             f"i.e. sparsity {implied:g}; pass that or None, got {sparsity}")
+    elif sparsity is None and not isinstance(scope, dict):
+        raise ValueError("sparsity: required (a fraction in [0, 1]) unless scope is a per-layer dict")
+    layers, scope = _scope_layers(scope, layers)
+    for name, module in layers.items():
+        gran.check(name, module)
+
+    scores = _check_scores(crit(model, layers, batch, **criterion_options), layers, unit, who)
+    old = {n: m.weight.mask if m.weight.mask is not None else np.ones(m.weight.shape, bool)
+           for n, m in layers.items()}
+    if gran.name == "N:M":
+        masks = {n: gran.nm_mask(np.where(old[n], scores[n], -np.inf)) for n in layers}
+    else:
+        groups, sizes = {}, {}
+        for n, m in layers.items():
+            g = scores[n] if unit else gran.group_scores(scores[n], reduce)
+            groups[n] = np.where(gran.group_alive(old[n]), g, -np.inf)
+            sizes[n] = gran.group_size(m.weight.shape)
+        if normalize is None:
+            normalize = gran.structured
+        keep = S.select(groups, sizes, sparsity, scope, normalize)
+        masks = {n: gran.expand(k, layers[n].weight.shape) for n, k in keep.items()}
+    apply_masks(model, masks)
+    if gran.unit:
+        for n in layers:
+            mask_dead_units(model, n)
+    return {n: m.weight.mask.copy() for n, m in layers.items()}
+
+
+def prune_activations(model, sparsity, criterion="activation", scope="global", batch=None,
+                      exclude=(), normalize=None, **criterion_options) -> dict:
+    """Static activation pruning: silence whole output units chosen by a unit-level criterion
+    (mean activation, APoZ, ...) by setting `layer.output_mask`. The weights stay as they are."""
+    layers = prunable_layers(model, exclude)
+    crit = C.get_criterion(criterion)
+    if getattr(crit, "level", "weight") != "unit":
+        raise ValueError(f"criterion: activation pruning ranks output units; use one of "
+                         f"{UNIT_CRITERIA} or a callable with .level = 'unit', got {criterion!r}")
+    layers, scope = _scope_layers(scope, layers)
+    scores = _check_scores(crit(model, layers, batch, **criterion_options), layers, True, criterion)
+    groups = {n: np.where(m.output_mask if m.output_mask is not None else True, scores[n], -np.inf)
+              for n, m in layers.items()}
+    keep = S.select(groups, {n: 1 for n in layers}, sparsity, scope,
+                    True if normalize is None else normalize)
+    for n, k in keep.items():
+        m = layers[n]
+        m.output_mask = k if m.output_mask is None else (m.output_mask & k)
+    return {n: layers[n].output_mask.copy() for n in keep}
+
+
+class ActivationSparsity:
+    """Dynamic activation pruning: after each ReLU keep only the k largest activations of every
+    example (k an int, or a fraction of the layer's units). Remove with `.remove()`."""
+
+    def __init__(self, model, k):
+        from .. import nn
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or k <= 0:
+            raise ValueError(f"k: expected a positive int (units kept) or a fraction in (0, 1], "
+                             f"got {k!r}")
+        if isinstance(k, float) and k > 1:
+            raise ValueError(f"k: a fraction must be in (0, 1], got {k}")
+        self.k = k
+        self.handles = [m.register_forward_hook(self._hook) for m in model.modules()
+                        if isinstance(m, nn.ReLU)]
+
+    def _hook(self, module, inputs, out):
+        flat = out.data.reshape(out.shape[0], -1)
+        k = self.k if isinstance(self.k, int) else max(1, round(self.k * flat.shape[1]))
+        if k >= flat.shape[1]:
+            return None
+        # the k-th largest value per example; ties at the threshold may keep a few more
+        kth = np.partition(flat, flat.shape[1] - k, axis=1)[:, flat.shape[1] - k][:, None]
+        keep = (flat >= kth).reshape(out.shape).astype(out.dtype)
+        return out * Tensor(keep, dtype=out.dtype)
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+def activation_sparsity(model, k) -> ActivationSparsity:
+    """Keep the top-k activations per example after every ReLU, at run time (a forward hook)."""
+    return ActivationSparsity(model, k)
