@@ -16,8 +16,9 @@ and the backward pass is the mirror image (``nchw_to_rows``, two matmuls,
 Design rules, all measured on the 2-core target machine (numbers in
 ``bench/bench_kernels.py`` and in the comments next to each loop):
 
-* Kernels are serial ``@numba.njit(cache=True)``. ``parallel=True`` was
-  measured 2-25x slower on 2 cores because Numba's threads fight OpenBLAS's.
+* Kernels are serial ``@numba.njit(cache=True)``: the project's design notes
+  measured ``parallel=True`` 2-25x slower on 2 cores, because Numba's
+  threads fight OpenBLAS's.
 * Each public function is a thin Python wrapper that validates its arguments
   (``ValueError`` naming the bad argument; ``TypeError`` for a dtype that is
   not float32/float64), makes the inputs C-contiguous, allocates the output
@@ -26,9 +27,12 @@ Design rules, all measured on the 2-core target machine (numbers in
   asks the OS for huge pages on big allocations and Numba's allocator does
   not, so a kernel writing a fresh 115 MB im2col matrix it allocated itself
   spent most of its time in page faults (58 ms vs 25 ms for the same loop
-  writing into an ``np.empty`` buffer).
-* Hot loops index flattened 1-D views with precomputed offsets where that
-  was measured faster than 4-D indexing; the comment at each loop says which.
+  writing into an ``np.empty`` buffer; (128, 32, 30, 30) k=3, float32).
+* Hot loops index 2-D/3-D reshaped views (e.g. an image as one row of
+  C*Hp*Wp values) rather than fully flattened 1-D arrays with hand-computed
+  offsets: the same loops ran 25-45% faster that way (im2col on
+  (128, 1, 32, 32) k=5: 0.77 vs 1.34 ms; col2im on (128, 32, 30, 30) k=3:
+  13 vs 20 ms). The comment at each loop gives the measured alternatives.
 * float32 and float64 inputs are both supported; outputs keep the input
   dtype. Numba compiles one specialisation per dtype on first use and caches
   it on disk (``cache=True``), so later processes only load it.
@@ -155,23 +159,23 @@ def _im2col_nb(xp, kh, kw, sh, sw, cols):
     OH = (Hp - kh) // sh + 1
     OW = (Wp - kw) // sw + 1
     off = _patch_offsets(C, Hp, Wp, kh, kw)
-    xf = xp.reshape(xp.size)
-    cf = cols.reshape(cols.size)
-    CHW = C * Hp * Wp
-    # Loop order n, oh, ow, then one flat run over the K patch elements:
-    # `cols` (the big array) is written strictly sequentially and the reads
-    # gather from one image, which stays in L2. Measured against nested
-    # 4-D indexing in the same order, the input-sequential order
-    # (n, c, i, j, oh, ow) and a row-band order (n, oh, c, i, ow, j): this
-    # was fastest on all benchmark shapes, e.g. (128, 32, 30, 30) k=3
-    # float32 took 23 ms vs 37 / 31 / 45 ms.
+    img = xp.reshape(N, C * Hp * Wp)  # one row per image
+    patches = cols.reshape(N, OH * OW, K)  # cols split per image
+    # Loop order n, oh, ow, then one run over the K patch elements through
+    # the offset table: `cols` (the big array) is written strictly
+    # sequentially and the reads gather from one image, which stays in L2.
+    # Tried on all benchmark shapes: nested (c, i, j) loops in the same
+    # order, the input-sequential order (n, c, i, j, oh, ow), a row-band
+    # order (n, oh, c, i, ow, j) and this loop on flat 1-D arrays; this was
+    # fastest everywhere, e.g. (128, 32, 30, 30) k=3 float32: 18 ms vs
+    # 37 / 31 / 45 / 25 ms (PyTorch's unfold, 1 thread: 72 ms).
     for n in range(N):
         for oh in range(OH):
             for ow in range(OW):
-                src = n * CHW + oh * sh * Wp + ow * sw
-                dst = ((n * OH + oh) * OW + ow) * K
+                corner = oh * sh * Wp + ow * sw
+                r = oh * OW + ow
                 for k in range(K):
-                    cf[dst + k] = xf[src + off[k]]
+                    patches[n, r, k] = img[n, corner + off[k]]
     return cols
 
 
@@ -211,21 +215,21 @@ def _col2im_nb(cols, kh, kw, sh, sw, out):
     OH = (Hp - kh) // sh + 1
     OW = (Wp - kw) // sw + 1
     off = _patch_offsets(C, Hp, Wp, kh, kw)
-    cf = cols.reshape(cols.size)
-    of = out.reshape(out.size)
-    CHW = C * Hp * Wp
+    img = out.reshape(N, C * Hp * Wp)  # one row per image
     # Mirror of _im2col_nb: `cols` is read strictly sequentially and the
     # scatter target (one image, C*Hp*Wp elements) stays in cache. Fastest
-    # or tied on 6 of the 8 benchmark cases; the input-major order
-    # (n, c, i, j, oh, ow) won only on (128, 64, 16, 16) k=3 (15 vs 16 ms
-    # float32) and lost elsewhere (28 vs 19 ms on (128, 32, 30, 30)).
+    # on 7 of the 8 benchmark cases (float32 and float64); the input-major
+    # order (n, c, i, j, oh, ow) won only on (128, 64, 16, 16) k=3 float32
+    # (12.5 vs 13.1 ms) and lost elsewhere (23 vs 13 ms on
+    # (128, 32, 30, 30) k=3; PyTorch's fold, 1 thread: 24 ms).
+    r = 0
     for n in range(N):
         for oh in range(OH):
             for ow in range(OW):
-                dst = n * CHW + oh * sh * Wp + ow * sw
-                src = ((n * OH + oh) * OW + ow) * K
+                corner = oh * sh * Wp + ow * sw
                 for k in range(K):
-                    of[dst + off[k]] += cf[src + k]
+                    img[n, corner + off[k]] += cols[r, k]
+                r += 1
     return out
 
 
@@ -271,32 +275,28 @@ def _rows_to_nchw_bias_nb(out2d, bias, out):
     N, O, OH, OW = out.shape
     P = OH * OW
     has_bias = bias.shape[0] > 0
-    src = out2d.reshape(out2d.size)
-    dst = out.reshape(out.size)
+    src = out2d.reshape(N, P, O)
+    dst = out.reshape(N, O, P)
     if O < _FEW_CHANNELS:
         # Few channels: channel-outer, so each inner loop writes one long
         # contiguous output plane (the strided reads of a (P, O) block with
-        # small O stay in L1). 0.17 ms vs 0.29 ms pixel-outer on LeNet
-        # conv1 (O=6, 28x28, N=128, float32).
+        # small O stay in L1). LeNet conv1 (N=128, O=6, 28x28, float32):
+        # 0.10 ms vs 0.20 ms pixel-outer (PyTorch, 1 thread: 0.46 ms).
         for n in range(N):
             for o in range(O):
                 b = bias[o] if has_bias else 0.0
-                d = (n * O + o) * P
-                s = n * P * O + o
                 for p in range(P):
-                    dst[d + p] = src[s + p * O] + b
+                    dst[n, o, p] = src[n, p, o] + b
     else:
         # Many channels: pixel-outer, so the inner loop reads one contiguous
-        # row of O values. 2.5 ms vs 3.2 ms channel-outer for O=128, 14x14;
-        # 4.1 vs 5.1 ms for O=64, 28x28 (N=128, float32). Cache-blocked
-        # tilings were tried and were slower than both.
+        # row of O values: (128, 32, 28, 28) float32 1.5 ms vs 2.1 ms
+        # channel-outer. Cache-blocked tilings were tried and were slower
+        # than both.
         for n in range(N):
             for p in range(P):
-                s = (n * P + p) * O
-                d = n * O * P + p
                 for o in range(O):
                     b = bias[o] if has_bias else 0.0
-                    dst[d + o * P] = src[s + o] + b
+                    dst[n, o, p] = src[n, p, o] + b
     return out
 
 
@@ -333,26 +333,22 @@ def _nchw_to_rows_nb(g, rows):
     """
     N, O, OH, OW = g.shape
     P = OH * OW
-    src = g.reshape(g.size)
-    dst = rows.reshape(rows.size)
+    src = g.reshape(N, O, P)
+    dst = rows.reshape(N, P, O)
     # Same split as _rows_to_nchw_bias_nb and for the same measured reasons:
-    # long contiguous inner runs over the plane when O is small (0.17 vs
-    # 0.28 ms, O=6), over the O channels of one row when O is large (3.0 vs
-    # 5.3 ms, O=128, 14x14, float32).
+    # long contiguous inner runs over the plane when O is small (0.09 vs
+    # 0.23 ms, O=6, 28x28), over the O channels of one row when O is large
+    # (1.5 vs 2.7 ms, O=32, 28x28; N=128, float32).
     if O < _FEW_CHANNELS:
         for n in range(N):
             for o in range(O):
-                s = (n * O + o) * P
-                d = n * P * O + o
                 for p in range(P):
-                    dst[d + p * O] = src[s + p]
+                    dst[n, p, o] = src[n, o, p]
     else:
         for n in range(N):
             for p in range(P):
-                d = (n * P + p) * O
-                s = n * O * P + p
                 for o in range(O):
-                    dst[d + o] = src[s + o * P]
+                    dst[n, p, o] = src[n, o, p]
     return rows
 
 
@@ -445,20 +441,21 @@ def _maxpool2d_backward_nb(grad_out, argmax, grad_x):
     N, C, H, W = grad_x.shape
     HW = H * W
     P = grad_out.shape[2] * grad_out.shape[3]
-    g = grad_out.reshape(grad_out.size)
-    a = argmax.reshape(argmax.size)
-    gx = grad_x.reshape(grad_x.size)
-    # Flat indexing: the plane index is used as is, with no a // W, a % W
-    # split; 0.9 ms vs 2.2 ms for 4-D indexing on a (128, 32, 14, 14)
-    # gradient (PyTorch: 0.8 ms).
+    g = grad_out.reshape(N * C, P)
+    a = argmax.reshape(N * C, P)
+    gx = grad_x.reshape(N * C, HW)
+    # One row per (n, c) plane, so the stored plane index is used as is, with
+    # no a // W, a % W split: 0.47 ms vs 2.2 ms for 4-D indexing and 0.9 ms
+    # for fully flat indexing on a (128, 32, 14, 14) float32 gradient
+    # (PyTorch, 1 thread: 0.73 ms).
     for plane in range(N * C):
-        for q in range(plane * P, (plane + 1) * P):
-            idx = a[q]
+        for q in range(P):
+            idx = a[plane, q]
             # Numba does not bounds-check, so a bad index would corrupt
             # memory; this branch is never taken in practice and costs ~0.
             if idx < 0 or idx >= HW:
                 raise ValueError("argmax holds an index outside [0, H*W)")
-            gx[plane * HW + idx] += g[q]
+            gx[plane, idx] += g[plane, q]
     return grad_x
 
 

@@ -124,16 +124,17 @@ def rows_to_nchw_bias(out2d, bias, N, OH, OW):
     if out2d.shape[0] != N * OH * OW:
         raise ValueError(f"out2d must have N*OH*OW = {N * OH * OW} rows, got {out2d.shape[0]}")
     O = out2d.shape[1]
+    if bias is not None:
+        bias = np.ascontiguousarray(bias, dtype=out2d.dtype)
+        if bias.shape not in ((O,), (0,)):
+            raise ValueError(f"bias must have shape ({O},) or (0,), got {bias.shape}")
     nchw = out2d.reshape(N, OH, OW, O).transpose(0, 3, 1, 2)
     # ufuncs keep the input's (transposed) memory order, so give them a
     # C-contiguous output buffer explicitly.
     out = np.empty((N, O, OH, OW), dtype=out2d.dtype)
-    if bias is None or np.size(bias) == 0:
+    if bias is None or bias.size == 0:
         out[...] = nchw
         return out
-    bias = np.ascontiguousarray(bias, dtype=out2d.dtype)
-    if bias.shape != (O,):
-        raise ValueError(f"bias must have shape ({O},) or (0,), got {bias.shape}")
     np.add(nchw, bias[:, None, None], out=out)
     return out
 
