@@ -110,7 +110,8 @@ class MatMul(Function):
         a, b = ctx.saved
         a2 = a[None, :] if a.ndim == 1 else a  # treat vectors as 1×n / n×1 matrices
         b2 = b[:, None] if b.ndim == 1 else b
-        g2 = g.reshape(a2.shape[:-1] + b2.shape[-1:]) if (a.ndim == 1 or b.ndim == 1) else g
+        g2 = g[..., None] if b.ndim == 1 else g  # re-insert the axes matmul dropped for vectors
+        g2 = g2[..., None, :] if a.ndim == 1 else g2
         da = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
         db = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
         return da, db

@@ -67,6 +67,9 @@ class Adam(Optimizer):
         super().__init__(params, lr)
         if not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"betas: each must be in [0, 1), got {betas}")
+        if not eps > 0 or weight_decay < 0:
+            raise ValueError(f"eps/weight_decay: need eps > 0 and weight_decay ≥ 0, got {eps}, "
+                             f"{weight_decay}")
         self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
 
     def _update(self, p, state):

@@ -21,7 +21,8 @@ class Tensor:
         arr = np.asarray(data.data if isinstance(data, Tensor) else data)
         if dtype is not None:
             arr = arr.astype(dtype, copy=False)
-        elif arr.dtype not in _FLOATS:
+        elif arr.dtype not in _FLOATS or not isinstance(data, (Tensor, np.ndarray, np.generic)):
+            # Python numbers and lists become float32; only float *arrays* keep their precision.
             if arr.dtype.kind not in "biuf":
                 raise TypeError(f"data: expected a numeric array, got dtype {arr.dtype}")
             arr = arr.astype(np.float32)

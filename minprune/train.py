@@ -52,6 +52,8 @@ def _as_arrays(data, name):
 def evaluate(model, data, batch_size: int = 500) -> Evaluation:
     """Accuracy and mean cross-entropy of `model` (put in eval mode, then restored) on `data`."""
     x, y = _as_arrays(data, "data")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     was_training = model.training
     model.eval()
     correct, loss_sum = 0, 0.0
@@ -85,6 +87,10 @@ def fit(model, train, epochs: int = 1, optimizer="sgd", lr: float = 0.05, batch_
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs: expected a non-negative int, got {epochs!r}")
+    if schedule is not None and schedule not in LRSchedule.KINDS:
+        raise ValueError(f"schedule: {schedule!r} is not one of {LRSchedule.KINDS} or None")
+    if isinstance(augment, bool) or not isinstance(augment, (int, np.integer)) or augment < 0:
+        raise ValueError(f"augment: expected a maximum shift in pixels (int ≥ 0), got {augment!r}")
     x, y = _as_arrays(train, "train")
     loader = train if isinstance(train, DataLoader) else DataLoader(x, y, batch_size, shuffle=True,
                                                                     seed=seed)

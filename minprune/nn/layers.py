@@ -117,6 +117,10 @@ class ReLU(Module):
 class MaxPool2d(Module):
     def __init__(self, kernel_size, stride=None):
         super().__init__()
+        k = fn._pair(kernel_size, "kernel_size")  # validate now, not at the first forward
+        s = k if stride is None else fn._pair(stride, "stride")
+        if min(k) < 1 or min(s) < 1:
+            raise ValueError(f"kernel_size/stride: must be ≥ 1, got {kernel_size}, {stride}")
         self.kernel_size, self.stride = kernel_size, stride
 
     def forward(self, x):

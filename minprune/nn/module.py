@@ -170,12 +170,14 @@ class Module:
         unexpected = sorted(set(state) - set(params) - buffers - optional)
         if missing or unexpected:
             raise KeyError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        # Check every shape before changing anything: a failed load leaves the model as it was.
+        expected = {n: p.shape for n, p in params.items()}
+        expected |= {n + "_mask": p.shape for n, p in params.items()}
+        expected |= dict((n, np.shape(b)) for n, b in self.named_buffers())
         for name, value in state.items():
-            value = np.asarray(value)
-            if name in params:
-                if value.shape != params[name].shape:
-                    raise ValueError(f"state_dict: {name!r} has shape {value.shape}, the model "
-                                     f"expects {params[name].shape}")
+            if name in expected and np.shape(value) != expected[name]:
+                raise ValueError(f"state_dict: {name!r} has shape {np.shape(value)}, the model "
+                                 f"expects {expected[name]}")
         for name, p in params.items():
             p.data = np.array(state[name], dtype=p.data.dtype)
             p.grad = None
@@ -183,11 +185,7 @@ class Module:
         for name in buffers:
             owner, _, attr = name.rpartition(".")
             m = modules[owner]
-            old = getattr(m, attr)
-            if np.shape(state[name]) != np.shape(old):
-                raise ValueError(f"state_dict: {name!r} has shape {np.shape(state[name])}, the "
-                                 f"model expects {np.shape(old)}")
-            object.__setattr__(m, attr, np.array(state[name], dtype=np.asarray(old).dtype))
+            object.__setattr__(m, attr, np.array(state[name], dtype=np.asarray(getattr(m, attr)).dtype))
         for name, m in modules.items():
             key = f"{name}.output_mask" if name else "output_mask"
             m.output_mask = np.asarray(state[key], dtype=bool).copy() if key in state else None
