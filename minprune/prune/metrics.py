@@ -36,7 +36,7 @@ def sparsity(model) -> float:
     """Fraction of Conv2d/Linear weights that are exactly zero."""
     ws = _prunable_weights(model)
     total = sum(w.size for w in ws)
-    return 1.0 - sum(np.count_nonzero(w) for w in ws) / total if total else 0.0
+    return float(1.0 - sum(np.count_nonzero(w) for w in ws) / total) if total else 0.0
 
 
 def compression_ratio(model) -> float:
