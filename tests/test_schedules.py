@@ -126,32 +126,32 @@ def test_rewind_restores_saved_weights_bit_for_bit():
         assert (p.mask is None) == (masks[n] is None)
 
 
-def test_lottery_rewinds_to_init_and_to_step_k(digits):
-    for rewind_to in (0, 3):
-        model = mp.models.lenet_300_100(seed=0)
-        snapshots, starts = [], []
-        fit = S.trainer(digits[0], 1, lr=0.05)
+@pytest.mark.parametrize("rewind_to", [0, 3])
+def test_lottery_rewinds_to_init_and_to_step_k(digits, rewind_to):
+    model = mp.models.lenet_300_100(seed=0)
+    snapshots, starts = [], []
+    fit = S.trainer(digits[0], 1, lr=0.05)
 
-        def train(m, epochs=None, callbacks=()):
-            starts.append(m.state_dict())
-            snap = [c for c in callbacks if isinstance(c, S._Snapshot)]
-            fit(m, epochs, callbacks)
-            snapshots.extend(c.state for c in snap)
+    def train(m, epochs=None, callbacks=()):
+        starts.append(m.state_dict())
+        snap = [c for c in callbacks if isinstance(c, S._Snapshot)]
+        fit(m, epochs, callbacks)
+        snapshots.extend(c.state for c in snap)
 
-        h = S.lottery(model, 0.8, 2, train=train, rewind_to=rewind_to, val=digits[1])
-        saved = snapshots[0]
-        if rewind_to == 0:
-            for n in saved:
-                np.testing.assert_array_equal(saved[n], starts[0][n])
-        for start in starts[1:3]:  # each round's training starts from the rewound weights
-            for n, v in start.items():
-                if n.endswith("_mask"):
-                    continue
-                mask = start.get(n + "_mask")
-                np.testing.assert_array_equal(v, saved[n] if mask is None else saved[n] * mask)
-        kinds = [r["kind"] for r in h]
-        assert kinds == ["ticket", "ticket", "ticket", "reinit"]
-        assert h[-1]["sparsity"] == h[-2]["sparsity"] == exact(model, 0.8)
+    h = S.lottery(model, 0.8, 2, train=train, rewind_to=rewind_to, val=digits[1])
+    saved = snapshots[0]
+    if rewind_to == 0:
+        for n in saved:
+            np.testing.assert_array_equal(saved[n], starts[0][n])
+    for start in starts[1:3]:  # each round's training starts from the rewound weights
+        for n, v in start.items():
+            if n.endswith("_mask"):
+                continue
+            mask = start.get(n + "_mask")
+            np.testing.assert_array_equal(v, saved[n] if mask is None else saved[n] * mask)
+    kinds = [r["kind"] for r in h]
+    assert kinds == ["ticket", "ticket", "ticket", "reinit"]
+    assert h[-1]["sparsity"] == h[-2]["sparsity"] == exact(model, 0.8)
 
 
 def test_lottery_validates(digits):

@@ -224,17 +224,25 @@ class MovementTracker:
     """A `fit` callback that accumulates movement scores S = −Σ_t w·g (Sanh et al., 2020).
 
     A weight moving *away* from zero during fine-tuning gets a positive score (keep); one shrinking
-    toward zero, a negative one. Stores the running score on each weight as `param.movement`."""
+    toward zero, a negative one. Stores the running score on each weight as `param.movement`.
+
+    `on_step_end` runs after the optimizer step, but g_t was taken at the weights *before* it, so
+    the tracker keeps a copy of those (w_t) and multiplies g_t by them, as the paper's sum does."""
 
     def __init__(self, model, exclude=()):
         from .masks import prunable_layers
         self.layers = prunable_layers(model, exclude)
+        self.on_train_begin(None)
+
+    def on_train_begin(self, state):
+        self.before = {n: m.weight.data.copy() for n, m in self.layers.items()}
 
     def on_step_end(self, state):
-        for m in self.layers.values():
+        for n, m in self.layers.items():
             w = m.weight
             if w.grad is not None:
-                w.movement = getattr(w, "movement", 0.0) - w.data * w.grad
+                w.movement = getattr(w, "movement", 0.0) - self.before[n] * w.grad
+            self.before[n] = w.data.copy()
 
 
 @criterion(needs_data=False)

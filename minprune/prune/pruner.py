@@ -32,7 +32,7 @@ def _scope_layers(scope, layers):
 
 
 def _check_scores(scores, layers, unit, who):
-    if not isinstance(scores, dict) or set(scores) < set(layers):
+    if not isinstance(scores, dict) or not set(layers) <= set(scores):
         raise ValueError(f"criterion: {who} must return a dict with a score array for each of "
                          f"{list(layers)}")
     for n, m in layers.items():

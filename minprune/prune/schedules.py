@@ -136,7 +136,7 @@ def at_init(model, sparsity, criterion="snip", batch=None, train=None, val=None,
     if iterations is None:
         iterations = 100 if criterion == "synflow" else 1
     history = []
-    for k, s in enumerate(round_sparsities(sparsity, iterations), start=1):
+    for s in round_sparsities(sparsity, iterations):
         prune(model, s, criterion=criterion, batch=batch, **prune_kwargs)
     _record(history, model, val, 0, "pruned_at_init", criterion=str(criterion),
             iterations=iterations)
