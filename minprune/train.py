@@ -107,6 +107,7 @@ def fit(model, train, epochs: int = 1, optimizer="sgd", lr: float = 0.05, batch_
     bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
     for epoch in range(epochs):
         state.epoch, start, losses, correct = epoch, time.perf_counter(), [], 0
+        epoch_lr = opt.lr  # the rate this epoch started with (the schedule lowers it per step)
         for xb, yb in loader:
             if augment:
                 xb = random_shift(xb, augment, aug_rng)
@@ -125,7 +126,7 @@ def fit(model, train, epochs: int = 1, optimizer="sgd", lr: float = 0.05, batch_
             bar.update(1)
             bar.set_postfix(loss=f"{state.loss:.3f}")
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
-               "train_acc": correct / max(len(loader.x), 1), "lr": opt.lr,
+               "train_acc": correct / max(len(loader.x), 1), "lr": epoch_lr,
                "seconds": time.perf_counter() - start}
         if val is not None:
             row["val_acc"], row["val_loss"] = evaluate(model, val)

@@ -26,7 +26,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     x = _t(x)
     if x.ndim != 2 or x.shape[1] != weight.shape[1]:
         raise ValueError(f"x: expected shape (N, {weight.shape[1]}), got {x.shape}")
-    return F.Linear.apply(x, masked(weight), bias) if bias is not None else \
+    # the bias is masked too: a pruned neuron's bias stays 0 and gets no gradient
+    return F.Linear.apply(x, masked(weight), masked(bias)) if bias is not None else \
         F.Linear.apply(x, masked(weight))
 
 
@@ -41,7 +42,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
     if x.shape[2] + 2 * padding[0] < kh or x.shape[3] + 2 * padding[1] < kw:
         raise ValueError(f"x: spatial size {x.shape[2:]} (padding {padding}) is smaller than the "
                          f"kernel {(kh, kw)}")
-    return F.Conv2d.apply(x, masked(weight), bias, stride, padding)
+    return F.Conv2d.apply(x, masked(weight), None if bias is None else masked(bias), stride, padding)
 
 
 def _pool(fn, x, kernel_size, stride):

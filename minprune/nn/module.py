@@ -92,6 +92,9 @@ class Module:
         for hook in list(self._forward_hooks):
             replaced = hook(self, args, out)
             if replaced is not None:
+                if not isinstance(replaced, Tensor):
+                    raise TypeError(f"hook: a forward hook may return None or a Tensor to replace "
+                                    f"the output, got {type(replaced).__name__} from {hook!r}")
                 out = replaced
         return out
 

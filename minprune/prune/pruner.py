@@ -9,6 +9,8 @@ Each axis is swappable on its own; a student can pass a function for any criteri
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from ..tensor import Tensor
@@ -35,6 +37,7 @@ def _check_scores(scores, layers, unit, who):
     if not isinstance(scores, dict) or not set(layers) <= set(scores):
         raise ValueError(f"criterion: {who} must return a dict with a score array for each of "
                          f"{list(layers)}")
+    checked = {}  # a new dict: never modify what the criterion returned
     for n, m in layers.items():
         expected = (m.weight.shape[0],) if unit else m.weight.shape
         s = np.asarray(scores[n], dtype=np.float64)
@@ -43,8 +46,8 @@ def _check_scores(scores, layers, unit, who):
                              f"{expected}")
         if np.isnan(s).any():
             raise ValueError(f"criterion: {who} returned NaN scores for {n!r}")
-        scores[n] = s
-    return scores
+        checked[n] = s
+    return checked
 
 
 def prune(model, sparsity=None, criterion="magnitude", granularity="unstructured", scope="global",
@@ -90,6 +93,8 @@ def prune(model, sparsity=None, criterion="magnitude", granularity="unstructured
                              f"i.e. sparsity {implied:g}; pass that or None, got {sparsity}")
     elif sparsity is None and not isinstance(scope, dict):
         raise ValueError("sparsity: required (a fraction in [0, 1]) unless scope is a per-layer dict")
+    elif sparsity is not None:
+        S.check_sparsity(sparsity)  # before an expensive criterion runs
     layers, scope = _scope_layers(scope, layers)
     for name, module in layers.items():
         gran.check(name, module)
@@ -143,9 +148,10 @@ class ActivationSparsity:
 
     def __init__(self, model, k):
         from .. import nn
-        if isinstance(k, bool) or not isinstance(k, (int, float)) or k <= 0:
+        if isinstance(k, bool) or not isinstance(k, numbers.Real) or k <= 0:
             raise ValueError(f"k: expected a positive int (units kept) or a fraction in (0, 1], "
                              f"got {k!r}")
+        k = int(k) if isinstance(k, numbers.Integral) else float(k)
         if isinstance(k, float) and k > 1:
             raise ValueError(f"k: a fraction must be in (0, 1], got {k}")
         self.k = k

@@ -1,0 +1,92 @@
+"""Run every lesson notebook top to bottom in fast mode, and check how the notebooks are stored.
+
+Lessons are found by globbing `lessons/*.ipynb`, so a new lesson is tested as soon as it exists.
+The kernel is started with *this* interpreter (a temporary kernelspec pointing at sys.executable),
+so the notebooks see the same minprune and packages as pytest does, whatever `python` is on PATH.
+"""
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.lessons
+
+ROOT = Path(__file__).resolve().parents[2]
+LESSONS = ROOT / "lessons"
+NOTEBOOKS = sorted(LESSONS.glob("*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+
+
+def _cell_text(cell) -> str:
+    return cell.source if isinstance(cell.source, str) else "".join(cell.source)
+
+
+def _kernel_manager(tmp_path):
+    """A KernelManager whose `python3` kernel runs sys.executable (not whatever is on PATH)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    spec_dir = tmp_path / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (minprune tests)", "language": "python"}))
+    ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")], ensure_native_kernel=False)
+    return KernelManager(kernel_name="python3", kernel_spec_manager=ksm)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_lesson_runs(path, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    # The kernel inherits this environment: fast mode, no GUI backend, and minprune importable
+    # from the repository even when it is not installed.
+    monkeypatch.setenv("MINPRUNE_FAST", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", km=_kernel_manager(tmp_path),
+                            resources={"metadata": {"path": str(LESSONS)}})
+    try:
+        client.execute()
+    except CellExecutionError as err:  # the message holds the failing cell's source and traceback
+        message = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # drop the traceback's colour codes
+        pytest.fail(f"{path.name} failed:\n{message}", pytrace=False)
+
+
+def test_there_are_lessons():
+    assert NOTEBOOKS, f"no notebooks found in {LESSONS}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_lesson_is_stored_clean(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    assert path.name[:2].isdigit() and path.name[2] == "_", \
+        f"{path.name}: lessons are named NN_title.ipynb"
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name}: cell {i} has stored outputs; strip them"
+            assert cell.execution_count is None, f"{path.name}: cell {i} has an execution count"
+    assert "widgets" not in nb.metadata, f"{path.name}: widget state is stored in the metadata"
+    code = "\n".join(_cell_text(c) for c in nb.cells if c.cell_type == "code")
+    assert "import minprune" in code, f"{path.name}: never imports minprune"
+    headings = [line.lstrip("#").strip().lower() for c in nb.cells if c.cell_type == "markdown"
+                for line in _cell_text(c).splitlines() if line.startswith("#")]
+    assert "summary" in headings, f"{path.name}: needs a '## Summary' section"
+    assert "exercises" in headings, f"{path.name}: needs an '## Exercises' section"
+    assert headings.index("exercises") > headings.index("summary"), \
+        f"{path.name}: the Exercises section comes after the Summary"
+    last_heading = max(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"
+                       and any(line.lstrip("#").strip().lower() == "exercises"
+                               for line in _cell_text(c).splitlines() if line.startswith("#")))
+    assert all(c.cell_type != "markdown" or not any(
+        line.startswith("## ") for line in _cell_text(c).splitlines())
+        for c in nb.cells[last_heading + 1:]), \
+        f"{path.name}: the notebook must end with its Exercises section"

@@ -1,0 +1,271 @@
+"""Masks (prune/masks.py): a pruned weight is exactly 0 and stays 0 — through training with every
+optimizer, state_dict / deepcopy / save-load round trips — until `remove` or `reset`."""
+import copy
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minprune as mp
+from minprune import nn
+from minprune.nn import functional as fn
+from minprune.prune.masks import following_batchnorm, get_masks, prunable_layers
+
+pytestmark = pytest.mark.task3
+
+
+def mlp(seed=0):
+    r = np.random.default_rng(seed)
+    return nn.Sequential(nn.Linear(6, 10, rng=r), nn.ReLU(), nn.Linear(10, 8, rng=r), nn.ReLU(),
+                         nn.Linear(8, 3, rng=r))
+
+
+def small_cnn(seed=0):
+    r = np.random.default_rng(seed)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=r), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 3, rng=r))
+
+
+OPTIMIZERS = {
+    "sgd": lambda ps: mp.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-2),
+    "adam": lambda ps: mp.optim.Adam(ps, lr=0.01, weight_decay=1e-2),
+}
+
+
+def assert_invariant(model):
+    for name, p in model.named_parameters():
+        if p.mask is not None:
+            assert np.all(p.data[~p.mask] == 0), name
+            if p.grad is not None and name.endswith("weight") and p.data.ndim > 1:
+                assert np.all(p.grad[~p.mask] == 0), name
+
+
+@settings(max_examples=8)
+@given(s=st.floats(0.0, 0.95), opt=st.sampled_from(sorted(OPTIMIZERS)),
+       granularity=st.sampled_from(["unstructured", "filter"]), cnn=st.booleans())
+def test_pruned_weights_stay_zero_through_training(s, opt, granularity, cnn):
+    model = small_cnn() if cnn else mlp()
+    r = np.random.default_rng(1)
+    x = r.normal(size=(16, 1, 6, 6) if cnn else (16, 6)).astype(np.float32)
+    y = r.integers(0, 3, 16)
+    masks = mp.prune.prune(model, s, granularity=granularity, scope="layerwise")
+    zeros_before = {n: ~m for n, m in masks.items()}
+    optimizer = OPTIMIZERS[opt](model.parameters())
+    for step in range(50):
+        loss = fn.cross_entropy(model(mp.Tensor(x[step % 4 * 4:step % 4 * 4 + 4])),
+                                y[step % 4 * 4:step % 4 * 4 + 4])
+        optimizer.zero_grad()
+        loss.backward()
+        assert_invariant(model)  # gradients of pruned weights are 0
+        optimizer.step()
+        assert_invariant(model)  # weights still exactly 0 after momentum / decay / Adam
+    for n, m in prunable_layers(model).items():
+        assert np.all(m.weight.data[zeros_before[n]] == 0)
+        np.testing.assert_array_equal(m.weight.mask, masks[n])
+    if granularity == "filter":  # biases (and BN γ, β) of dead units stay 0 as well
+        for n, m in prunable_layers(model).items():
+            dead = ~masks[n].reshape(masks[n].shape[0], -1).any(axis=1)
+            assert np.all(m.bias.data[dead] == 0)
+
+
+def test_optimizer_state_of_pruned_weights_is_zeroed(tiny_mlp, rng):
+    x, y = rng.normal(size=(8, 4)).astype(np.float32), rng.integers(0, 3, 8)
+    opt = mp.optim.SGD(tiny_mlp.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(3):  # build up momentum while dense
+        opt.zero_grad()
+        fn.cross_entropy(tiny_mlp(mp.Tensor(x)), y).backward()
+        opt.step()
+    masks = mp.prune.prune(tiny_mlp, 0.5)
+    opt.zero_grad()
+    fn.cross_entropy(tiny_mlp(mp.Tensor(x)), y).backward()
+    opt.step()  # momentum alone would move pruned weights: the step must re-zero them
+    for i, p in enumerate(opt.params):
+        if p.mask is not None:
+            assert np.all(p.data[~p.mask] == 0)
+            assert np.all(opt.state[i]["momentum"][~p.mask] == 0)
+    assert set(masks) == {"0", "2"}
+
+
+def test_fit_keeps_masks(tiny_cnn, rng):
+    x = rng.normal(size=(32, 1, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+    masks = mp.prune.prune(tiny_cnn, 0.7)
+    mp.train.fit(tiny_cnn, (x, y), epochs=2, batch_size=8, optimizer="adam", lr=0.01,
+                 weight_decay=1e-3, progress=False)
+    for n, m in prunable_layers(tiny_cnn).items():
+        assert np.all(m.weight.data[~masks[n]] == 0)
+    n = sum(m.weight.size for m in prunable_layers(tiny_cnn).values())
+    assert mp.prune.sparsity(tiny_cnn) == pytest.approx(round(0.7 * n) / n)
+
+
+# --- round trips --------------------------------------------------------------------------------
+def pruned_lenet5():
+    model = mp.models.lenet5(seed=2)
+    mp.prune.prune(model, 0.8, scope="layerwise")
+    mp.prune.prune(model, scope={"features.3": 0.5}, granularity="filter")
+    return model
+
+
+def assert_same_masks_and_weights(a, b):
+    pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+    assert set(pa) == set(pb)
+    for n in pa:
+        np.testing.assert_array_equal(pa[n].data, pb[n].data)
+        if pa[n].mask is None:
+            assert pb[n].mask is None, n
+        else:
+            np.testing.assert_array_equal(pa[n].mask, pb[n].mask)
+
+
+def test_state_dict_round_trip_keeps_masks():
+    model = pruned_lenet5()
+    state = model.state_dict()
+    assert "features.0.weight_mask" in state and "features.3.bias_mask" in state
+    fresh = mp.models.lenet5(seed=9)
+    fresh.load_state_dict(state)
+    assert_same_masks_and_weights(model, fresh)
+    # loading into a pruned model a dense state makes it dense again
+    dense = mp.models.lenet5(seed=3)
+    fresh.load_state_dict(dense.state_dict())
+    assert all(p.mask is None for p in fresh.parameters())
+
+
+def test_deepcopy_keeps_masks_and_is_independent():
+    model = pruned_lenet5()
+    clone = copy.deepcopy(model)
+    assert_same_masks_and_weights(model, clone)
+    clone.features[0].weight.mask[:] = False
+    assert model.features[0].weight.mask.any()
+
+
+def test_save_load_round_trip_keeps_masks(tmp_path):
+    model = pruned_lenet5()
+    path = mp.save(model, tmp_path / "pruned.npz")
+    assert_same_masks_and_weights(model, mp.load(path))  # architecture rebuilt from the file
+    into = mp.models.lenet5(seed=5)
+    assert_same_masks_and_weights(model, mp.load(path, into))
+    assert list(tmp_path.iterdir()) == [path]  # no temporary files left behind
+
+
+def test_saved_pruned_file_is_not_larger_than_dense(tmp_path):
+    """torch stores weight_orig and weight_mask (double the size); we store zeros + a bit mask."""
+    dense = mp.models.lenet5(seed=2)
+    a = mp.save(dense, tmp_path / "dense.npz").stat().st_size
+    b = mp.save(pruned_lenet5(), tmp_path / "pruned.npz").stat().st_size
+    assert b < a
+
+
+# --- remove / reset -----------------------------------------------------------------------------
+def test_remove_bakes_zeros_and_drops_masks(tiny_mlp, rng):
+    masks = mp.prune.prune(tiny_mlp, 0.5, granularity="neuron")
+    mp.prune.remove(tiny_mlp)
+    assert all(p.mask is None for p in tiny_mlp.parameters())
+    for n, m in prunable_layers(tiny_mlp).items():
+        np.testing.assert_array_equal(m.weight.data != 0, masks[n])
+    baked = mp.prune.sparsity(tiny_mlp)
+    assert baked == pytest.approx((4 * 4 + 2 * 8) / 56)  # 4 of 8 and round(1.5) = 2 of 3 neurons
+    # without masks, training may regrow them
+    x, y = rng.normal(size=(8, 4)).astype(np.float32), rng.integers(0, 3, 8)
+    opt = mp.optim.SGD(tiny_mlp.parameters(), lr=0.1)
+    fn.cross_entropy(tiny_mlp(mp.Tensor(x)), y).backward()
+    opt.step()
+    assert mp.prune.sparsity(tiny_mlp) < baked
+
+
+def test_reset_drops_weight_and_activation_masks(tiny_mlp, rng):
+    x, y = rng.normal(size=(8, 4)).astype(np.float32), rng.integers(0, 3, 8)
+    mp.prune.prune(tiny_mlp, 0.5)
+    mp.prune.prune(tiny_mlp, 0.5, target="activations", batch=(x, y))
+    assert tiny_mlp[0].output_mask is not None
+    mp.prune.reset(tiny_mlp)
+    assert all(p.mask is None for p in tiny_mlp.parameters())
+    assert all(m.output_mask is None for m in tiny_mlp.modules())
+    assert mp.prune.sparsity(tiny_mlp) == pytest.approx(0.5)  # zeros stay until trained
+
+
+def test_get_and_apply_masks_are_monotone(tiny_mlp):
+    dense = get_masks(tiny_mlp)
+    assert all(m.all() for m in dense.values())
+    a = np.ones((8, 4), bool)
+    a[0] = False
+    mp.prune.apply_masks(tiny_mlp, {"0.weight": a})
+    b = np.ones((8, 4), bool)
+    b[1] = False
+    mp.prune.apply_masks(tiny_mlp, {"0": b})
+    assert not get_masks(tiny_mlp)["0"][:2].any() and get_masks(tiny_mlp)["0"][2:].all()
+    with pytest.raises(ValueError, match="shape"):
+        mp.prune.apply_masks(tiny_mlp, {"2": np.ones((2, 2), bool)})
+    with pytest.raises(ValueError, match="prunable"):
+        mp.prune.apply_masks(tiny_mlp, {"1": np.ones((8, 4), bool)})
+
+
+def test_exclude_leaves_layer_dense_and_is_validated():
+    model = mp.models.lenet5()
+    masks = mp.prune.prune(model, 0.9, exclude=["classifier.5"])
+    assert "classifier.5" not in masks and model.classifier[5].weight.mask is None
+    with pytest.raises(ValueError, match="exclude"):
+        mp.prune.prune(model, 0.9, exclude=["classifier.4"])
+    with pytest.raises(ValueError, match="no prunable"):
+        mp.prune.prune(nn.Sequential(nn.Linear(2, 2)), 0.5, exclude="0")
+
+
+# --- filter pruning takes the bias and the BatchNorm along --------------------------------------
+def test_filter_pruning_zeroes_bias_and_batchnorm_of_conv4():
+    model = mp.models.conv4(seed=0)
+    r = np.random.default_rng(0)
+    for m in model.modules():  # make the biases, BN shifts and statistics nonzero first
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.bias.data[:] = r.normal(0, 0.1, m.bias.shape)
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data[:] = r.uniform(0.5, 1.5, m.num_features)
+            m.bias.data[:] = r.normal(0, 0.1, m.num_features)
+            m.running_mean[:] = r.normal(0, 0.1, m.num_features)
+            m.running_var[:] = r.uniform(0.5, 2, m.num_features)
+    masks = mp.prune.prune(model, 0.25, granularity="filter", scope="layerwise",
+                           exclude="classifier.3")
+    for name in ("features.0", "features.3", "features.7", "features.10"):
+        dead = ~masks[name].reshape(masks[name].shape[0], -1).any(axis=1)
+        assert dead.sum() == round(0.25 * dead.size)
+        conv = prunable_layers(model)[name]
+        bn = following_batchnorm(model, name)
+        assert bn is dict(model.named_modules())[name[:-1] + str(int(name[-1]) + 1)]
+        assert np.all(conv.bias.data[dead] == 0) and np.all(conv.bias.data[~dead] != 0)
+        assert np.all(bn.weight.data[dead] == 0) and np.all(bn.bias.data[dead] == 0)
+        np.testing.assert_array_equal(bn.weight.mask, ~dead)
+
+    # a dead channel contributes nothing: its activations are exactly 0 in train and eval mode,
+    # and removing its outgoing weights by hand changes no output bit
+    dead0 = ~masks["features.0"].reshape(32, -1).any(axis=1)
+    x = r.normal(size=(4, 1, 28, 28)).astype(np.float32)
+    seen = []
+    handle = model.features[2].register_forward_hook(lambda m, i, o: seen.append(o.data.copy()))
+    for mode in (False, True):
+        model.train(mode)
+        out = copy.deepcopy(model)(mp.Tensor(x)).data
+        cut = copy.deepcopy(model)
+        cut.features[3].weight.data[:, dead0] = 0
+        np.testing.assert_array_equal(cut(mp.Tensor(x)).data, out)
+    handle.remove()
+    assert seen and all(np.all(a[:, dead0] == 0) for a in seen)
+
+
+def test_neuron_pruning_zeroes_bias_and_batchnorm1d():
+    r = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(5, 6, rng=r), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2, rng=r))
+    model[0].bias.data[:] = 1.0
+    model[1].bias.data[:] = 1.0
+    masks = mp.prune.prune(model, scope={"0": 0.5}, granularity="neuron")
+    dead = ~masks["0"].any(axis=1)
+    assert dead.sum() == 3
+    assert np.all(model[0].bias.data[dead] == 0) and np.all(model[1].bias.data[dead] == 0)
+    assert np.all(model[1].weight.data[dead] == 0)
+    model.eval()
+    h = model[2](model[1](model[0](mp.Tensor(r.normal(size=(4, 5)).astype(np.float32))))).data
+    assert np.all(h[:, dead] == 0)
+
+
+def test_unstructured_pruning_leaves_bias_alone(tiny_mlp):
+    tiny_mlp[0].bias.data[:] = 1.0
+    mp.prune.prune(tiny_mlp, 0.9)
+    assert tiny_mlp[0].bias.mask is None and np.all(tiny_mlp[0].bias.data == 1)

@@ -1,0 +1,205 @@
+"""prune() (prune/pruner.py): argument validation, and pruning activations instead of weights."""
+import numpy as np
+import pytest
+
+import minprune as mp
+from minprune import nn
+from minprune.prune.masks import prunable_layers
+
+pytestmark = pytest.mark.task3
+
+
+def mlp(seed=0):
+    r = np.random.default_rng(seed)
+    return nn.Sequential(nn.Linear(6, 12, rng=r), nn.ReLU(), nn.Linear(12, 8, rng=r), nn.ReLU(),
+                         nn.Linear(8, 3, rng=r))
+
+
+def batch(n=32, seed=0):
+    r = np.random.default_rng(seed)
+    return r.normal(size=(n, 6)).astype(np.float32), r.integers(0, 3, n)
+
+
+# --- validation -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs,err,words", [
+    ({"sparsity": 1.5}, ValueError, ["sparsity", "1.5"]),
+    ({"sparsity": -0.1}, ValueError, ["sparsity"]),
+    ({"sparsity": "0.5"}, TypeError, ["sparsity", "str"]),
+    ({"sparsity": True}, TypeError, ["sparsity"]),
+    ({"sparsity": None}, ValueError, ["sparsity", "required"]),
+    ({"sparsity": 0.5, "target": "biases"}, ValueError, ["target", "'biases'", "activations"]),
+    ({"sparsity": 0.5, "scope": "local"}, ValueError, ["scope", "'local'", "layerwise"]),
+    ({"sparsity": 0.5, "criterion": "l1"}, ValueError, ["criterion", "'l1'", "magnitude"]),
+    ({"sparsity": 0.5, "granularity": "rows"}, ValueError, ["granularity", "'rows'", "filter"]),
+    ({"sparsity": 0.5, "granularity": 3}, TypeError, ["granularity"]),
+    ({"sparsity": 0.5, "reduce": "max"}, ValueError, ["reduce", "'max'", "l2"]),
+    ({"sparsity": 0.5, "exclude": "3"}, ValueError, ["exclude", "'3'", "'4'"]),
+    ({"sparsity": 0.5, "criterion": "gradient", "batch": [1, 2]}, TypeError, ["batch"]),
+    ({"sparsity": 0.5, "criterion": "gradient"}, ValueError, ["batch", "gradient"]),
+    ({"sparsity": 0.3, "granularity": "1:2"}, ValueError, ["sparsity", "1:2", "0.3", "0.5"]),
+    ({"scope": {"0": 2.0}}, ValueError, ["scope", "2.0"]),
+    ({"scope": {"9": 0.5}}, ValueError, ["'9'"]),
+])
+def test_prune_rejects_bad_arguments(kwargs, err, words):
+    model = mlp()
+    with pytest.raises(err) as e:
+        mp.prune.prune(model, **kwargs)
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+    assert all(p.mask is None for p in model.parameters())  # nothing half-done
+
+
+def test_prune_returns_masks_of_touched_layers():
+    model = mlp()
+    masks = mp.prune.prune(model, 0.5)
+    assert set(masks) == {"0", "2", "4"}
+    for n, m in prunable_layers(model).items():
+        np.testing.assert_array_equal(masks[n], m.weight.mask)
+        assert masks[n] is not m.weight.mask  # a copy: editing it changes nothing
+    masks = mp.prune.prune(mlp(), scope={"2.weight": 0.5})
+    assert set(masks) == {"2"}
+
+
+def test_zero_and_full_sparsity():
+    model = mlp()
+    masks = mp.prune.prune(model, 0.0)
+    assert all(m.all() for m in masks.values())
+    masks = mp.prune.prune(model, 1.0, scope="layerwise")
+    assert not any(m.any() for m in masks.values())
+    assert mp.prune.sparsity(model) == 1.0
+
+
+def test_prune_is_deterministic_with_ties():
+    def run():
+        model = mlp()
+        for m in prunable_layers(model).values():
+            m.weight.data[:] = np.round(m.weight.data, 1)  # plenty of equal |w|
+        return mp.prune.prune(model, 0.5)
+
+    a, b = run(), run()
+    for n in a:
+        np.testing.assert_array_equal(a[n], b[n])
+    assert sum((~m).sum() for m in a.values()) == round(0.5 * (72 + 96 + 24))
+
+
+# --- static activation pruning ----------------------------------------------------------------------
+def test_activation_pruning_sets_output_masks_with_exact_counts():
+    model = mlp()
+    weights = {n: p.data.copy() for n, p in model.named_parameters()}
+    masks = mp.prune.prune(model, 0.25, target="activations", scope="layerwise", batch=batch())
+    assert set(masks) == {"0", "2", "4"}
+    for n, m in prunable_layers(model).items():
+        assert m.output_mask is not None and m.output_mask.shape == (m.weight.shape[0],)
+        assert (~m.output_mask).sum() == round(0.25 * m.weight.shape[0])
+        np.testing.assert_array_equal(masks[n], m.output_mask)
+        assert m.weight.mask is None
+    for n, p in model.named_parameters():  # the weights are untouched
+        np.testing.assert_array_equal(p.data, weights[n])
+
+
+def test_masked_units_output_exactly_zero():
+    model = mlp()
+    x, y = batch()
+    mp.prune.prune(model, 0.5, target="activations", scope="layerwise", batch=(x, y))
+    outs = {}
+    for n, m in prunable_layers(model).items():
+        m.register_forward_hook(lambda mod, i, o, n=n: outs.__setitem__(n, o.data.copy()))
+    model(mp.Tensor(x))
+    for n, m in prunable_layers(model).items():
+        assert np.all(outs[n][:, ~m.output_mask] == 0)
+        assert np.any(outs[n][:, m.output_mask] != 0)
+
+
+def test_activation_pruning_drops_least_active_units():
+    model = mlp()
+    x, y = batch()
+    act = mp.prune.criteria.activation(model, prunable_layers(model), (x, y))
+    masks = mp.prune.prune(model, scope={"0": 0.5}, target="activations", batch=(x, y))
+    dead = ~masks["0"]
+    assert act["0"][dead].max() <= act["0"][~dead].min()
+
+
+def test_activation_pruning_with_apoz_and_conv(tiny_cnn, rng):
+    x = rng.normal(size=(8, 1, 6, 6)).astype(np.float32)
+    masks = mp.prune.prune(tiny_cnn, scope={"0": 0.5}, target="activations", criterion="apoz",
+                           batch=(x, np.zeros(8, int)))
+    assert masks["0"].sum() == 1
+    out = tiny_cnn[0](mp.Tensor(x)).data
+    assert np.all(out[:, ~masks["0"]] == 0)
+
+
+def test_activation_pruning_is_monotone_and_validated():
+    model = mlp()
+    x, y = batch()
+    first = mp.prune.prune(model, 0.25, target="activations", scope="layerwise", batch=(x, y))
+    second = mp.prune.prune(model, 0.5, target="activations", scope="layerwise", batch=(x, y))
+    for n in first:
+        assert not np.any(second[n] & ~first[n])
+        assert (~second[n]).sum() == round(0.5 * second[n].size)
+    with pytest.raises(ValueError, match="criterion"):
+        mp.prune.prune(mlp(), 0.5, target="activations", criterion="gradient", batch=(x, y))
+    with pytest.raises(ValueError, match="batch"):
+        mp.prune.prune(mlp(), 0.5, target="activations")
+
+
+def test_activation_masks_survive_state_dict(tmp_path):
+    model = mlp()
+    mp.prune.prune(model, 0.5, target="activations", scope="layerwise", batch=batch())
+    fresh = mlp(seed=3).load_state_dict(model.state_dict())
+    for (_, a), (_, b) in zip(prunable_layers(model).items(), prunable_layers(fresh).items()):
+        np.testing.assert_array_equal(a.output_mask, b.output_mask)
+
+
+# --- dynamic activation sparsity --------------------------------------------------------------------
+@pytest.mark.parametrize("k,kept", [(3, [3, 3]), (0.25, [3, 2]), (1, [1, 1])])
+def test_activation_sparsity_keeps_top_k_per_example(k, kept):
+    model = mlp()
+    x, _ = batch()
+    dense_out = model(mp.Tensor(x)).data.copy()
+    dense_acts = {}
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    for i, r in enumerate(relus):
+        r.register_forward_hook(lambda mod, inp, o, i=i: dense_acts.__setitem__(i, o.data.copy()))
+    model(mp.Tensor(x))
+    hooks = mp.prune.activation_sparsity(model, k)
+    acts = {}
+    # a hook added after activation_sparsity's sees the replaced output
+    handles = [r.register_forward_hook(lambda mod, inp, o, i=i: acts.__setitem__(i, o.data.copy()))
+               for i, r in enumerate(relus)]
+    sparse_out = model(mp.Tensor(x)).data
+    for i, kk in enumerate(kept):
+        nz = (acts[i] != 0).sum(axis=1)
+        assert np.all(nz <= kk)
+        # the survivors are each example's largest activations, unchanged
+        top = np.sort(dense_acts[i], axis=1)[:, -kk:]
+        np.testing.assert_array_equal(np.sort(acts[i], axis=1)[:, -kk:], np.maximum(top, 0))
+    assert not np.array_equal(sparse_out, dense_out)
+    density = mp.prune.activation_density(model, x)
+    assert density["0"] == pytest.approx(float(np.mean(acts[0] != 0)))
+    assert density["0"] <= kept[0] / 12
+    for h in handles:
+        h.remove()
+    hooks.remove()
+    np.testing.assert_array_equal(model(mp.Tensor(x)).data, dense_out)
+
+
+@pytest.mark.parametrize("k", [0, -1, 1.5, True, "3"])
+def test_activation_sparsity_validates_k(k):
+    with pytest.raises(ValueError, match="k"):
+        mp.prune.activation_sparsity(mlp(), k)
+
+
+def test_activation_density_measures_nonzero_fraction():
+    model = mlp()
+    x, y = batch()
+    seen = {}
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    for i, r in enumerate(relus):
+        r.register_forward_hook(lambda mod, inp, o, i=i: seen.__setitem__(i, o.data.copy()))
+    density = mp.prune.activation_density(model, (x, y))
+    assert set(density) == {"0", "2"}  # the last layer has no ReLU after it
+    assert density["0"] == pytest.approx(float(np.mean(seen[0] != 0)))
+    assert density["2"] == pytest.approx(float(np.mean(seen[1] != 0)))
+    mp.prune.prune(model, 0.5, target="activations", scope="layerwise", batch=(x, y))
+    after = mp.prune.activation_density(model, x)
+    assert after["0"] <= 0.5 and after["0"] < density["0"]
