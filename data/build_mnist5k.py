@@ -67,9 +67,9 @@ def stratified_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = rng.permutation(idx)
         train.append(idx[:TRAIN_PER_CLASS])
         test.append(idx[TRAIN_PER_CLASS:TRAIN_PER_CLASS + TEST_PER_CLASS])
-    # Sorting keeps the files' original order inside each split; the classes
-    # end up interleaved as in the CSV, not grouped 0,0,...,9,9.
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+    # The CSV is grouped by class (500 zeros, then 500 ones, ...). Shuffle each split once, with
+    # the same fixed seed, so that x[:n] is a fair sample of every digit, not just of zeros.
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
 def main() -> None:
