@@ -1206,3 +1206,213 @@ def check_seed_summary(fn) -> None:
             _fail(f"for {key}: expected ({mean:.4f}, {lo:.4f}, {hi:.4f}), got "
                   f"({got[0]:.4f}, {got[1]:.4f}, {got[2]:.4f}).", hint)
     _correct("your summary matches experiments.summarize")
+
+
+# --- Lessons 06 and 08: criteria and activations ---
+# lesson 06: check_taylor_prediction, check_fisher_scores, check_rank_correlation
+# lesson 08: check_apoz, check_topk_activations
+__all__ += ["check_taylor_prediction", "check_fisher_scores", "check_rank_correlation",
+            "check_apoz", "check_topk_activations"]
+
+
+def check_taylor_prediction(fn) -> None:
+    """`fn(w, g, h=None) -> array`: the predicted change of the loss when each weight *alone* is
+    set to 0 — first order from the gradient g, plus the second-order term when the Hessian
+    diagonal h is given.
+
+    Checked on separable quadratic losses L(w) = Σ a·w + ½ b·w², where removing w_i changes the loss
+    by exactly −g_i·w_i + ½ h_i·w_i² (g = a + b·w, h = b): second order is exact there."""
+    _require_callable(fn, "fn")
+    rng = np.random.default_rng(6)
+    for shape in [(5,), (3, 4), (2, 3, 2)]:
+        w, a = rng.normal(size=shape), rng.normal(size=shape)
+        b = rng.uniform(0.5, 2.0, size=shape)
+        g, h = a + b * w, b
+        exact = -a * w - 0.5 * b * w ** 2  # L(w with w_i = 0) − L(w), term by term
+        first = -g * w
+        for given_h, want, what in [(None, first, "first-order (h=None)"),
+                                    (h, exact, "second-order (h given)")]:
+            answer = fn(w.copy(), g.copy()) if given_h is None else fn(w.copy(), g.copy(), h.copy())
+            got = _as_array(answer, f"the {what} prediction")
+            if got.shape != shape:
+                _fail(f"for weights of shape {shape} the {what} prediction has shape {got.shape}; "
+                      "return one predicted change per weight.")
+            if np.allclose(got, want, rtol=1e-6, atol=1e-9):
+                continue
+            hint = ("removing w moves it by δ = −w, so ΔL ≈ g·δ + ½·h·δ² = −g·w + ½·h·w².")
+            if np.allclose(got, -want, rtol=1e-6):
+                hint = "the sign is flipped: the weight moves by δ = −w, so ΔL ≈ g·δ = −g·w."
+            elif np.allclose(got, np.abs(want)) or np.allclose(got, np.abs(first)):
+                hint = "|w·g| is the pruning *score*; the prediction keeps its sign: ΔL ≈ −g·w."
+            elif given_h is not None and np.allclose(got, first):
+                hint = "when h is given, add the second-order term ½·h·w²."
+            elif given_h is not None and np.allclose(got, -g * w + h * w ** 2):
+                hint = "the second-order Taylor term has a factor ½: ½·h·δ²."
+            elif given_h is not None and np.allclose(got, 0.5 * h * w ** 2):
+                hint = "keep the first-order term −g·w as well."
+            _fail(f"{what} prediction for w = {np.round(w.ravel()[:3], 3)}..., "
+                  f"g = {np.round(g.ravel()[:3], 3)}...: expected {np.round(want.ravel()[:3], 4)}..., "
+                  f"got {np.round(got.ravel()[:3], 4)}...", hint)
+    _correct("first- and second-order predictions match the exact loss change on quadratics")
+
+
+def check_fisher_scores(fn) -> None:
+    """`fn(model, batches) -> {layer name: array}`: the Fisher score ½·E[g²]·w² of every weight of
+    every Conv2d/Linear layer, where E[g²] averages the *squared* per-batch gradient of the mean
+    cross-entropy over the list of (x, y) batches. Compared with `mp.prune.criteria.fisher`."""
+    _require_callable(fn, "fn")
+    import copy
+
+    from .models import lenet_300_100
+    from .nn import functional as F_
+    from .prune import criteria
+    from .prune.masks import prunable_layers
+
+    rng = np.random.default_rng(8)
+    model = lenet_300_100(seed=8)
+    batches = [(rng.random((16, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 16))
+               for _ in range(3)]
+    layers = prunable_layers(model)
+    want = criteria.fisher(model, layers, batches)
+    # the usual wrong answers, to recognise them
+    grads = []
+    for x, y in batches:
+        work = copy.deepcopy(model)
+        F_.cross_entropy(work(Tensor(x)), y).backward()
+        grads.append({n: m.weight.grad.astype(np.float64) for n, m in prunable_layers(work).items()})
+    w2 = {n: m.weight.data.astype(np.float64) ** 2 for n, m in layers.items()}
+    mean_g = {n: np.mean([g[n] for g in grads], axis=0) for n in layers}
+    last_g = grads[-1]
+    answer = fn(copy.deepcopy(model), [(x.copy(), y.copy()) for x, y in batches])
+    if not isinstance(answer, dict):
+        _fail(f"fn should return a dict {{layer name: scores}}, got {type(answer).__name__}.",
+              "loop over `mp.prune.prunable_layers(model).items()`; one array per layer name.")
+    for n, want_n in want.items():
+        if n not in answer:
+            _fail(f"no scores for layer {n!r}; expected keys {list(want)}.")
+        got = _as_array(answer[n], f"scores[{n!r}]")
+        if got.shape != want_n.shape:
+            _fail(f"scores[{n!r}] has shape {got.shape}, expected one score per weight "
+                  f"{want_n.shape}.")
+        if np.allclose(got, want_n, rtol=1e-3, atol=1e-12):
+            continue
+        hint = ("for each batch: zero_grad, backward, square the gradient; average the squares over "
+                "the batches, then multiply by ½·w².")
+        if np.allclose(got, 0.5 * mean_g[n] ** 2 * w2[n], rtol=1e-3, atol=1e-12):
+            hint = ("you squared the *mean* gradient; the Fisher is the mean of the *squared* "
+                    "gradients, E[g²] — square each batch's gradient before averaging.")
+        elif np.allclose(got, 2 * want_n, rtol=1e-3, atol=1e-12):
+            hint = "missing the factor ½: the score is ½·E[g²]·w²."
+        elif np.allclose(got, 0.5 * last_g[n] ** 2 * w2[n], rtol=1e-3, atol=1e-12):
+            hint = "only the last batch counted: average the squared gradients over all batches."
+        elif np.allclose(got, len(batches) * want_n, rtol=1e-3, atol=1e-12):
+            hint = "you summed over the batches; take the mean."
+        elif np.all(got >= want_n * (1 - 1e-3)) and not np.allclose(got, want_n, rtol=0.5):
+            hint = ("gradients accumulate across backward passes: call model.zero_grad() before "
+                    "each batch's backward.")
+        _fail(f"Fisher scores for {n!r} differ: first values {got.ravel()[:3]} vs expected "
+              f"{want_n.ravel()[:3]}.", hint)
+    _correct("your ½·E[g²]·w² scores match mp.prune.criteria.fisher")
+
+
+def check_rank_correlation(fn) -> None:
+    """`fn(a, b) -> float`: the Spearman rank correlation of two 1-D arrays without ties (the
+    Pearson correlation of their ranks)."""
+    _require_callable(fn, "fn")
+    rng = np.random.default_rng(9)
+
+    def spearman(a, b):
+        ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+        return float(np.corrcoef(ra, rb)[0, 1])
+
+    x = rng.normal(size=200)
+    cases = [("b = a³ (same order)", x, x ** 3),
+             ("b = −exp(a) (reversed order)", x, -np.exp(x)),
+             ("a noisy monotone pair", x, np.exp(2 * x) + rng.normal(scale=0.5, size=200)),
+             ("independent arrays", rng.normal(size=50), rng.normal(size=50))]
+    for what, a, b in cases:
+        want = spearman(a, b)
+        got = float(_as_array(fn(a.copy(), b.copy()), f"the correlation for {what}"))
+        if np.isclose(got, want, atol=1e-6):
+            continue
+        hint = ("rank each array (np.argsort(np.argsort(a)) gives 0..n−1 ranks), then take the "
+                "Pearson correlation of the ranks (np.corrcoef).")
+        if np.isclose(got, np.corrcoef(a, b)[0, 1], atol=1e-6):
+            hint = ("that is the Pearson correlation of the values; Spearman correlates their "
+                    "*ranks*, so any increasing transform gives 1.")
+        elif np.isclose(got, float(np.corrcoef(np.argsort(a), np.argsort(b))[0, 1]), atol=1e-6):
+            hint = ("np.argsort(a) gives the *order* (indices that sort a), not the ranks; the "
+                    "ranks are np.argsort(np.argsort(a)).")
+        _fail(f"for {what}: expected Spearman {want:.4f}, got {got:.4f}.", hint)
+    _correct("your rank correlation matches Spearman's")
+
+
+def check_apoz(fn) -> None:
+    """`fn(a) -> array`: APoZ, the Average Percentage of Zeros of each unit (Hu et al., 2016), for
+    post-ReLU activations `a` of shape (examples, units) or (examples, channels, H, W) — one
+    value in [0, 1] per unit (channel); every example and every position counts."""
+    _require_callable(fn, "fn")
+    rng = np.random.default_rng(10)
+    cases = [("(examples, units)", np.maximum(rng.normal(size=(40, 7)) + rng.normal(size=7), 0)),
+             ("(examples, channels, H, W)",
+              np.maximum(rng.normal(size=(6, 5, 4, 3)) + rng.normal(size=(1, 5, 1, 1)), 0))]
+    for what, a in cases:
+        a = a.astype(np.float32)
+        units = a.shape[1]
+        want = (np.moveaxis(a, 1, -1).reshape(-1, units) <= 0).mean(axis=0)
+        got = _as_array(fn(a.copy()), f"APoZ for {what}")
+        if got.shape != (units,):
+            hint = "one value per unit: average over every axis except axis 1."
+            if got.shape == (a.shape[0],) or (got.ndim >= 1 and got.shape[0] == a.shape[0]
+                                              and got.shape != (units,)):
+                hint = "you averaged over the units; average over the examples (and positions)."
+            _fail(f"for activations of shape {a.shape} {what}, expected one APoZ per unit "
+                  f"(shape {(units,)}), got shape {got.shape}.", hint)
+        if np.allclose(got, want, atol=1e-6):
+            continue
+        hint = "APoZ = mean over examples (and positions) of (a == 0), per unit."
+        if np.allclose(got, 1 - want, atol=1e-6):
+            hint = ("that is 1 − APoZ, the fraction of *nonzero* outputs (minprune's `apoz` score, "
+                    "higher = kept); APoZ counts the zeros.")
+        elif np.allclose(got, 100 * want, atol=1e-4):
+            hint = "return a fraction in [0, 1], not a percentage."
+        _fail(f"APoZ for {what}: expected {np.round(want, 3)}, got {np.round(got, 3)}.", hint)
+    _correct("your APoZ matches (1 − minprune's apoz score)")
+
+
+def check_topk_activations(fn) -> None:
+    """`fn(a, k) -> array`: dynamic activation sparsity — for every example (row of the
+    (examples, units) array `a`), keep its k largest activations and set the others to 0, like
+    `mp.prune.activation_sparsity(model, k)` does after each ReLU."""
+    _require_callable(fn, "fn")
+    rng = np.random.default_rng(11)
+    for shape, k in [((5, 12), 3), ((4, 30), 1), ((6, 8), 8)]:
+        a = np.maximum(rng.normal(size=shape), 0).astype(np.float32) + \
+            rng.random(shape).astype(np.float32) * 1e-3  # no ties
+        order = np.argsort(-a, axis=1)
+        want = np.zeros_like(a)
+        rows = np.arange(shape[0])[:, None]
+        want[rows, order[:, :k]] = a[rows, order[:, :k]]
+        got = _as_array(fn(a.copy(), k), f"fn(a, k={k})")
+        if got.shape != a.shape:
+            _fail(f"for a of shape {shape} and k={k} the result has shape {got.shape}; return an "
+                  "array of the input's shape with the dropped activations set to 0.")
+        if np.allclose(got, want):
+            continue
+        kept = (got != 0).sum(axis=1)
+        hint = ("per row: find the k-th largest value (np.sort / np.partition along axis=1) and "
+                "zero everything below it.")
+        if not np.all(kept == k):
+            hint = (f"each example must keep exactly k={k} activations; yours keep "
+                    f"{sorted(set(kept.tolist()))} per row.")
+            flat_thr = np.sort(a.ravel())[-k * shape[0]]
+            if np.allclose(got, np.where(a >= flat_thr, a, 0)):
+                hint = ("you picked the top activations of the whole batch; top-k is per example "
+                        "(along axis=1), so every input keeps its own k units.")
+        elif np.allclose(np.sort(got[got != 0]), np.sort(np.sort(a, axis=1)[:, :k].ravel())):
+            hint = "you kept the k *smallest* activations; keep the largest."
+        elif not np.allclose(got[got != 0], a[got != 0]):
+            hint = "keep the surviving activations' values unchanged (a mask, not a 0/1 indicator)."
+        _fail(f"for a of shape {shape}, k={k}: the kept activations differ from the top-{k} of "
+              "each row.", hint)
+    _correct("your top-k activation sparsity keeps the k largest activations of each example")

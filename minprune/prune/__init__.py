@@ -3,8 +3,17 @@ schedules (WHEN / HOW OFTEN), plus the masks that hold the result and the metric
 from . import criteria, masks, metrics, scope, structures
 from .criteria import CRITERIA, MovementTracker
 from .masks import apply_masks, get_masks, prunable_layers, remove, reset
-from .metrics import (activation_density, compression_ratio, count_nonzero, count_params, flops,
-                      layer_costs, report, sparsity, theoretical_speedup)
+from .metrics import (
+                      activation_density,
+                      compression_ratio,
+                      count_nonzero,
+                      count_params,
+                      flops,
+                      layer_costs,
+                      report,
+                      sparsity,
+                      theoretical_speedup,
+)
 from .pruner import activation_sparsity, prune, prune_activations
 from .scope import sensitivity_scan, sparsities_from_scan
 

@@ -329,7 +329,7 @@ def bn_scale(model, layers, batch=None):
     """|γ| of the BatchNorm after each layer — Network Slimming (Liu et al., 2017). A channel whose
     scale γ is near 0 is multiplied away anyway. Best after training with an L1 penalty on γ."""
     out = {}
-    for n, m in layers.items():
+    for n in layers:
         bn = following_batchnorm(model, n)
         if bn is None:
             raise ValueError(f"criterion: 'bn_scale' needs a BatchNorm after layer {n!r}; exclude "

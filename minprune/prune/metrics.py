@@ -87,7 +87,7 @@ def _alive_units(model, name, module) -> np.ndarray:
 def layer_costs(model, input_shape) -> list[dict]:
     """Per prunable layer: dense and remaining multiply-adds, following the data flow."""
     rows, prev_alive = [], None
-    for name, m, in_shape, out_shape in _trace(model, input_shape):
+    for name, m, _in_shape, out_shape in _trace(model, input_shape):
         w = m.weight.data != 0
         positions = int(np.prod(out_shape[2:])) if isinstance(m, nn.Conv2d) else 1
         if prev_alive is not None:  # inputs fed by dead units do no work

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import kernels
-from .. import nn
+from .. import kernels, nn
 
 REDUCTIONS = {
     "l1": lambda s, axes: np.abs(s).sum(axis=axes),

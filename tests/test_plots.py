@@ -1,0 +1,217 @@
+"""minprune.plots: every function draws, returns its Axes/Figure, and refuses bad input by name."""
+import copy
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+import minprune as mp  # noqa: E402
+import minprune.plots as plots  # noqa: E402
+
+pytestmark = pytest.mark.task3
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def pruned_pair():
+    """LeNet-5 pruned to 80 % globally and layerwise (untrained weights are enough to draw)."""
+    g = mp.models.lenet5(seed=0)
+    lw = copy.deepcopy(g)
+    mp.prune.prune(g, 0.8, scope="global")
+    mp.prune.prune(lw, 0.8, scope="layerwise")
+    return g, lw
+
+
+# --- plot_mask -------------------------------------------------------------------------------------
+def test_kernel_grid_layout():
+    mask = np.zeros((2, 3, 2, 2), bool)
+    mask[1, 2] = True
+    img = plots.kernel_grid(mask, gap=1)
+    assert img.shape == (2 * 3 - 1, 3 * 3 - 1)
+    assert np.isnan(img[2, :]).all() and np.isnan(img[:, 2]).all()  # the gaps
+    assert (img[3:5, 6:8] == 1).all()                               # filter 1, channel 2
+    assert np.nansum(img) == 4
+
+
+def test_plot_mask_conv_draws_one_image():
+    mask = np.ones((4, 3, 3, 3), bool)
+    mask[1] = False
+    ax = plots.plot_mask(mask, title="conv")
+    assert isinstance(ax, Axes) and len(ax.images) == 1
+    assert ax.images[0].get_array().shape == (4 * 4 - 1, 3 * 4 - 1)
+    assert "25%" in ax.get_title()
+
+
+def test_plot_mask_linear_and_parameter():
+    layer = mp.nn.Linear(6, 4)
+    ax = plots.plot_mask(layer.weight)  # dense Parameter: nothing pruned
+    assert ax.images[0].get_array().shape == (4, 6)
+    assert "0% pruned" in ax.get_title()
+    fig, ax2 = plt.subplots()
+    assert plots.plot_mask(np.eye(4, dtype=bool), ax=ax2) is ax2
+
+
+@pytest.mark.parametrize("bad,exc", [(np.ones((2, 2, 2), bool), ValueError), ("mask", TypeError),
+                                     (None, TypeError)])
+def test_plot_mask_rejects_bad_input(bad, exc):
+    with pytest.raises(exc, match="mask"):
+        plots.plot_mask(bad)
+
+
+def test_plot_mask_rejects_bad_ax_and_gap():
+    with pytest.raises(TypeError, match="ax"):
+        plots.plot_mask(np.ones((2, 2), bool), ax="here")
+    with pytest.raises(ValueError, match="gap"):
+        plots.plot_mask(np.ones((2, 2, 3, 3), bool), gap=-1)
+
+
+# --- gallery ---------------------------------------------------------------------------------------
+def test_gallery_has_one_panel_per_granularity():
+    fig = plots.plot_granularity_gallery()
+    assert isinstance(fig, Figure)
+    visible = [a for a in fig.axes if a.get_visible()]
+    assert len(visible) == len(plots.GALLERY)
+    titles = [a.get_title() for a in visible]
+    for gran, title in zip(plots.GALLERY, titles):
+        assert title.startswith(gran)
+        assert "50% pruned" in title  # every granularity lands on the requested sparsity
+
+
+def test_gallery_filter_panel_prunes_whole_filters():
+    fig = plots.plot_granularity_gallery(weight_shape=(4, 4, 3, 3), granularities=["filter"])
+    img = fig.axes[0].images[0].get_array()
+    rows = np.asarray(img.filled(np.nan))[::4]  # first pixel row of each filter
+    kept = [np.nanmax(r) for r in rows]
+    assert sorted(kept) == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("kwargs,arg", [({"weight_shape": (8, 8)}, "weight_shape"),
+                                        ({"weight_shape": (8, 8, 3, 2)}, "weight_shape"),
+                                        ({"granularities": []}, "granularities"),
+                                        ({"ncols": 0}, "ncols"),
+                                        ({"sparsity": 1.5}, "sparsity")])
+def test_gallery_rejects_bad_input(kwargs, arg):
+    with pytest.raises(ValueError, match=arg):
+        plots.plot_granularity_gallery(**kwargs)
+
+
+# --- per-layer sparsity ----------------------------------------------------------------------------
+def test_layer_sparsity_bars(pruned_pair):
+    g, lw = pruned_pair
+    ax = plots.plot_layer_sparsity(g)
+    n_layers = len(mp.prune.prunable_layers(g))
+    assert len(ax.patches) == n_layers
+    heights = [p.get_height() for p in ax.patches]
+    want = [1 - np.count_nonzero(m.weight.data) / m.weight.size
+            for m in mp.prune.prunable_layers(g).values()]
+    assert np.allclose(heights, want)
+    ax = plots.plot_layer_sparsity({"global": g, "layerwise": lw})
+    assert len(ax.patches) == 2 * n_layers
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["global", "layerwise"]
+
+
+def test_layer_sparsity_rejects_bad_input(pruned_pair):
+    with pytest.raises(TypeError, match="model"):
+        plots.plot_layer_sparsity(np.zeros(3))
+    with pytest.raises(ValueError, match="labels"):
+        plots.plot_layer_sparsity(list(pruned_pair), labels=["only one"])
+    with pytest.raises(ValueError, match="model"):
+        plots.plot_layer_sparsity([pruned_pair[0], mp.models.lenet_300_100()], labels=["a", "b"])
+
+
+# --- weight histograms -----------------------------------------------------------------------------
+def test_histogram_overlay_skips_zeros(pruned_pair):
+    g, lw = pruned_pair
+    ax = plots.plot_weight_histogram([g, lw], labels=["global", "layerwise"], bins=30, log=True)
+    assert isinstance(ax, Axes) and len(ax.patches) == 2  # one filled step polygon each
+    assert ax.get_yscale() == "log"
+    nonzero = sum(np.count_nonzero(m.weight.data) for m in mp.prune.prunable_layers(g).values())
+    assert f"{nonzero:,}" in ax.get_legend().get_texts()[0].get_text()
+
+
+def test_histogram_panels_and_zeros(pruned_pair):
+    g, _ = pruned_pair
+    w = mp.prune.prunable_layers(g)["classifier.1"].weight.data
+    fig = plots.plot_weight_histogram({"with zeros": w}, include_zeros=True, panels=True, bins=10)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    counts = [p.get_height() for p in fig.axes[0].patches]
+    assert len(counts) == 10 and sum(counts) == w.size
+
+
+def test_histogram_rejects_bad_input():
+    with pytest.raises(TypeError, match="models_or_weights"):
+        plots.plot_weight_histogram("weights")
+    with pytest.raises(ValueError, match="bins"):
+        plots.plot_weight_histogram(np.ones(5), bins=0)
+    with pytest.raises(ValueError, match="models_or_weights"):
+        plots.plot_weight_histogram(np.zeros(5))
+    with pytest.raises(ValueError, match="ax"):
+        _, ax = plt.subplots()
+        plots.plot_weight_histogram(np.ones(5), panels=True, ax=ax)
+
+
+# --- accuracy curves -------------------------------------------------------------------------------
+def _rows(key="sparsity", seeds=(0,)):
+    return [{"strategy": s, key: x, "accuracy": 0.9 - x / 10 + 0.01 * seed, "seed": seed}
+            for s in ("global", "layerwise") for x in (0.5, 0.8, 0.9) for seed in seeds]
+
+
+def test_accuracy_vs_sparsity_one_line_per_strategy():
+    ax = plots.plot_accuracy_vs_sparsity(_rows(), baseline=0.99)
+    assert len(ax.lines) == 3  # two strategies + the dense baseline
+    assert not ax.collections  # one seed: no band
+    xs, ys = ax.lines[0].get_data()
+    assert list(xs) == [0.5, 0.8, 0.9] and np.allclose(ys, [0.85, 0.82, 0.81])
+
+
+def test_accuracy_vs_compression_mean_and_band():
+    ax = plots.plot_accuracy_vs_compression(_rows("compression", seeds=(0, 1, 2)))
+    assert len(ax.lines) == 2 and len(ax.collections) == 2  # a min–max band per strategy
+    assert ax.get_xscale() == "log"
+    _, ys = ax.lines[0].get_data()
+    assert np.allclose(ys, [0.9 - x / 10 + 0.01 for x in (0.5, 0.8, 0.9)])  # mean of seeds
+
+
+@pytest.mark.parametrize("bad,exc", [([], ValueError), ({"strategy": "a"}, ValueError),
+                                     ([{"strategy": "a", "accuracy": 1}], ValueError),
+                                     (["row"], TypeError)])
+def test_accuracy_plots_reject_bad_rows(bad, exc):
+    with pytest.raises(exc, match="results"):
+        plots.plot_accuracy_vs_sparsity(bad)
+    with pytest.raises(exc, match="rows"):
+        plots.plot_accuracy_vs_compression(bad)
+
+
+# --- sensitivity -----------------------------------------------------------------------------------
+def test_plot_sensitivity_lines():
+    scan = {"baseline": 0.98, "sparsities": [0.5, 0.9],
+            "layers": {"a": [0.97, 0.9], "b": [0.98, 0.95], "c": [0.9, 0.2]}}
+    ax = plots.plot_sensitivity(scan)
+    assert len(ax.lines) == 4  # three layers + the baseline
+
+
+def test_plot_sensitivity_on_a_real_scan():
+    rng = np.random.default_rng(0)
+    model = mp.models.lenet_300_100(seed=0)
+    data = (rng.normal(size=(20, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 20))
+    scan = mp.prune.sensitivity_scan(model, data, sparsities=(0.5, 0.9), progress=False)
+    ax = plots.plot_sensitivity(scan)
+    assert len(ax.lines) == 3 + 1
+
+
+def test_plot_sensitivity_rejects_bad_input():
+    with pytest.raises(ValueError, match="scan"):
+        plots.plot_sensitivity({"layers": {}})
+    with pytest.raises(ValueError, match="scan"):
+        plots.plot_sensitivity({"baseline": 1, "sparsities": [0.5], "layers": {"a": [1, 2]}})
