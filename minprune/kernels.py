@@ -49,8 +49,6 @@ __all__ = [
     "pad2d",
     "im2col",
     "col2im",
-    "unfold",
-    "fold",
     "rows_to_nchw_bias",
     "nchw_to_rows",
     "maxpool2d_forward",
@@ -181,14 +179,16 @@ def _im2col_nb(xp, kh, kw, sh, sw, cols):
     return cols
 
 
-def im2col(xp, kh, kw, sh, sw):
+def im2col(xp, kh, kw, sh, sw, out=None):
     """Unfold an already-padded input into a patch matrix.
 
     xp: (N, C, Hp, Wp) float32/float64. kh, kw: kernel size; sh, sw: stride.
     Returns cols (N*OH*OW, C*kh*kw), OH = (Hp-kh)//sh + 1, OW = (Wp-kw)//sw + 1,
     row index n*OH*OW + oh*OW + ow, column index c*kh*kw + i*kw + j, value
     xp[n, c, oh*sh + i, ow*sw + j]. Convolution forward is then
-    ``cols @ weight.reshape(O, -1).T``.
+    ``cols @ weight.reshape(O, -1).T``. `out`: optional C-contiguous array of
+    that shape and xp's dtype to fill instead of allocating (every entry is
+    overwritten), so a caller can reuse one big buffer across calls.
     """
     xp = _float_array("xp", xp, 4)
     kh = _int_arg("kh", kh, 1)
@@ -198,8 +198,13 @@ def im2col(xp, kh, kw, sh, sw):
     N, C, Hp, Wp = xp.shape
     OH = _window_count("height", Hp, "kh", kh, sh)
     OW = _window_count("width", Wp, "kw", kw, sw)
-    cols = np.empty((N * OH * OW, C * kh * kw), dtype=xp.dtype)
-    return _im2col_nb(xp, kh, kw, sh, sw, cols)
+    shape = (N * OH * OW, C * kh * kw)
+    if out is None:
+        out = np.empty(shape, dtype=xp.dtype)
+    elif not (isinstance(out, np.ndarray) and out.shape == shape and out.dtype == xp.dtype
+              and out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(f"out must be a writeable C-contiguous {xp.dtype} array of shape {shape}")
+    return _im2col_nb(xp, kh, kw, sh, sw, out)
 
 
 @numba.njit(cache=True)
@@ -257,134 +262,6 @@ def col2im(cols, N, C, Hp, Wp, kh, kw, sh, sw):
         raise ValueError(f"cols must have shape {expected}, got {cols.shape}")
     out = np.zeros((N, C, Hp, Wp), dtype=cols.dtype)
     return _col2im_nb(cols, kh, kw, sh, sw, out)
-
-
-# ---------------------------------------------------------------------------
-# unfold / fold: im2col in the per-image (N, C*kh*kw, OH*OW) layout, padding built in
-# ---------------------------------------------------------------------------
-
-
-@numba.njit(cache=True)
-def _valid_range(OW, sw, j, pw, W):
-    """[lo, hi): the output columns ow whose input column ow*sw + j - pw lies inside [0, W)."""
-    lo = 0
-    while lo < OW and lo * sw + j - pw < 0:
-        lo += 1
-    hi = OW
-    while hi > lo and (hi - 1) * sw + j - pw >= W:
-        hi -= 1
-    return lo, hi
-
-
-@numba.njit(cache=True)
-def _unfold_nb(x, kh, kw, sh, sw, ph, pw, cols):
-    """Fill `cols` with the (kh, kw) windows of the zero-padded x, one column per window.
-
-    x: (N, C, H, W) float32/float64, C-contiguous, *not* padded.
-    cols: (N, C*kh*kw, OH*OW) C-contiguous output of x's dtype, with
-    OH = (H + 2*ph - kh)//sh + 1, OW = (W + 2*pw - kw)//sw + 1. Sets
-        cols[n, c*kh*kw + i*kw + j, oh*OW + ow] = x[n, c, oh*sh + i - ph, ow*sw + j - pw]
-    (0 where that index falls in the padding) and returns cols.
-    """
-    N, C, H, W = x.shape
-    OH = (H + 2 * ph - kh) // sh + 1
-    OW = (W + 2 * pw - kw) // sw + 1
-    # Loop order n, (c, i, j), oh, ow: each innermost run copies one input row
-    # segment into one contiguous output segment (a strided read when sw > 1),
-    # the padding is written as explicit zeros at the run ends, and both the
-    # image being read (C*H*W) and the output are walked in order. The conv's
-    # matmul then reads cols[n] as a (K, OH*OW) matrix and writes (O, OH*OW),
-    # which is already NCHW: no transpose pass before or after the BLAS call.
-    for n in range(N):
-        for c in range(C):
-            for i in range(kh):
-                for j in range(kw):
-                    k = (c * kh + i) * kw + j
-                    lo, hi = _valid_range(OW, sw, j, pw, W)
-                    for oh in range(OH):
-                        h = oh * sh + i - ph
-                        base = oh * OW
-                        if h < 0 or h >= H:
-                            for ow in range(OW):
-                                cols[n, k, base + ow] = 0.0
-                            continue
-                        for ow in range(lo):
-                            cols[n, k, base + ow] = 0.0
-                        for ow in range(lo, hi):
-                            cols[n, k, base + ow] = x[n, c, h, ow * sw + j - pw]
-                        for ow in range(hi, OW):
-                            cols[n, k, base + ow] = 0.0
-    return cols
-
-
-def unfold(x, kh, kw, sh, sw, ph=0, pw=0):
-    """Per-image patch matrices of x with zero padding (ph, pw): torch's `unfold` layout.
-
-    x: (N, C, H, W) float32/float64, not padded. Returns cols (N, C*kh*kw, OH*OW),
-    OH = (H + 2*ph - kh)//sh + 1, OW = (W + 2*pw - kw)//sw + 1, with
-    cols[n, c*kh*kw + i*kw + j, oh*OW + ow] = xpad[n, c, oh*sh + i, ow*sw + j].
-    Convolution forward is then ``weight.reshape(O, -1) @ cols`` -> (N, O, OH*OW), i.e. NCHW.
-    """
-    x = _float_array("x", x, 4)
-    kh, kw = _int_arg("kh", kh, 1), _int_arg("kw", kw, 1)
-    sh, sw = _int_arg("sh", sh, 1), _int_arg("sw", sw, 1)
-    ph, pw = _int_arg("ph", ph, 0), _int_arg("pw", pw, 0)
-    N, C, H, W = x.shape
-    OH = _window_count("padded height", H + 2 * ph, "kh", kh, sh)
-    OW = _window_count("padded width", W + 2 * pw, "kw", kw, sw)
-    cols = np.empty((N, C * kh * kw, OH * OW), dtype=x.dtype)
-    return _unfold_nb(x, kh, kw, sh, sw, ph, pw, cols)
-
-
-@numba.njit(cache=True)
-def _fold_nb(cols, kh, kw, sh, sw, ph, pw, out):
-    """Scatter-add per-image patch matrices back onto an image (adjoint of _unfold_nb).
-
-    cols: (N, C*kh*kw, OH*OW) float32/float64, C-contiguous. out: (N, C, H, W)
-    C-contiguous, same dtype, all zeros on entry (unpadded: entries that fall
-    in the padding are dropped). Adds
-        out[n, c, oh*sh + i - ph, ow*sw + j - pw] += cols[n, c*kh*kw + i*kw + j, oh*OW + ow]
-    and returns out.
-    """
-    N, C, H, W = out.shape
-    OH = (H + 2 * ph - kh) // sh + 1
-    OW = (W + 2 * pw - kw) // sw + 1
-    # Mirror of _unfold_nb: cols is read in order, each run adds one
-    # contiguous segment into one row of the (H, W) plane, which stays in L1.
-    for n in range(N):
-        for c in range(C):
-            for i in range(kh):
-                for j in range(kw):
-                    k = (c * kh + i) * kw + j
-                    lo, hi = _valid_range(OW, sw, j, pw, W)
-                    for oh in range(OH):
-                        h = oh * sh + i - ph
-                        if h < 0 or h >= H:
-                            continue
-                        base = oh * OW
-                        for ow in range(lo, hi):
-                            out[n, c, h, ow * sw + j - pw] += cols[n, k, base + ow]
-    return out
-
-
-def fold(cols, C, H, W, kh, kw, sh, sw, ph=0, pw=0):
-    """Adjoint of unfold: scatter-add cols (N, C*kh*kw, OH*OW) into (N, C, H, W).
-
-    cols: float32/float64. H, W are the *unpadded* input size; what lands in the
-    padding is dropped. Satisfies <unfold(x, ...), cols> == <x, fold(cols, ...)>.
-    """
-    cols = _float_array("cols", cols, 3)
-    C, H, W = _int_arg("C", C, 1), _int_arg("H", H, 1), _int_arg("W", W, 1)
-    kh, kw = _int_arg("kh", kh, 1), _int_arg("kw", kw, 1)
-    sh, sw = _int_arg("sh", sh, 1), _int_arg("sw", sw, 1)
-    ph, pw = _int_arg("ph", ph, 0), _int_arg("pw", pw, 0)
-    OH = _window_count("padded height", H + 2 * ph, "kh", kh, sh)
-    OW = _window_count("padded width", W + 2 * pw, "kw", kw, sw)
-    N = cols.shape[0]
-    if cols.shape[1:] != (C * kh * kw, OH * OW):
-        raise ValueError(f"cols must have shape (N, {C * kh * kw}, {OH * OW}), got {cols.shape}")
-    out = np.zeros((N, C, H, W), dtype=cols.dtype)
-    return _fold_nb(cols, kh, kw, sh, sw, ph, pw, out)
 
 
 # ---------------------------------------------------------------------------

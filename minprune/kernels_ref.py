@@ -21,8 +21,6 @@ __all__ = [
     "pad2d",
     "im2col",
     "col2im",
-    "unfold",
-    "fold",
     "rows_to_nchw_bias",
     "nchw_to_rows",
     "maxpool2d_forward",
@@ -75,8 +73,8 @@ def pad2d(x, ph, pw):
     return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
 
 
-def im2col(xp, kh, kw, sh, sw):
-    """Patch matrix (N*OH*OW, C*kh*kw) of the already-padded xp (N, C, Hp, Wp)."""
+def im2col(xp, kh, kw, sh, sw, out=None):
+    """Patch matrix (N*OH*OW, C*kh*kw) of the already-padded xp (N, C, Hp, Wp); fills `out` if given."""
     xp = _float_array("xp", xp, 4)
     kh = _int_arg("kh", kh, 1)
     kw = _int_arg("kw", kw, 1)
@@ -88,7 +86,14 @@ def im2col(xp, kh, kw, sh, sw):
     N, C, OH, OW = win.shape[:4]
     # Rows are (n, oh, ow), columns (c, i, j): move C next to the kernel axes.
     # reshape of the non-contiguous transpose makes the C-contiguous copy.
-    return win.transpose(0, 2, 3, 1, 4, 5).reshape(N * OH * OW, C * kh * kw)
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(N * OH * OW, C * kh * kw)
+    if out is None:
+        return cols
+    if not (isinstance(out, np.ndarray) and out.shape == cols.shape and out.dtype == xp.dtype
+            and out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError(f"out must be a writeable C-contiguous {xp.dtype} array of shape {cols.shape}")
+    out[...] = cols
+    return out
 
 
 def col2im(cols, N, C, Hp, Wp, kh, kw, sh, sw):
@@ -115,42 +120,6 @@ def col2im(cols, N, C, Hp, Wp, kh, kw, sh, sw):
         for j in range(kw):
             out[:, :, i : i + sh * (OH - 1) + 1 : sh, j : j + sw * (OW - 1) + 1 : sw] += c6[..., i, j]
     return out
-
-
-def unfold(x, kh, kw, sh, sw, ph=0, pw=0):
-    """Per-image patch matrices (N, C*kh*kw, OH*OW) of x zero-padded by (ph, pw)."""
-    x = _float_array("x", x, 4)
-    kh, kw = _int_arg("kh", kh, 1), _int_arg("kw", kw, 1)
-    sh, sw = _int_arg("sh", sh, 1), _int_arg("sw", sw, 1)
-    ph, pw = _int_arg("ph", ph, 0), _int_arg("pw", pw, 0)
-    _window_count("padded height", x.shape[2] + 2 * ph, "kh", kh, sh)
-    _window_count("padded width", x.shape[3] + 2 * pw, "kw", kw, sw)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    win = _windows(xp, kh, kw, sh, sw)  # (N, C, OH, OW, kh, kw)
-    N, C, OH, OW = win.shape[:4]
-    # Columns (c, i, j), then pixels (oh, ow): move the kernel axes next to C.
-    return win.transpose(0, 1, 4, 5, 2, 3).reshape(N, C * kh * kw, OH * OW)
-
-
-def fold(cols, C, H, W, kh, kw, sh, sw, ph=0, pw=0):
-    """Adjoint of unfold: scatter-add cols (N, C*kh*kw, OH*OW) into the unpadded (N, C, H, W)."""
-    cols = _float_array("cols", cols, 3)
-    C, H, W = _int_arg("C", C, 1), _int_arg("H", H, 1), _int_arg("W", W, 1)
-    kh, kw = _int_arg("kh", kh, 1), _int_arg("kw", kw, 1)
-    sh, sw = _int_arg("sh", sh, 1), _int_arg("sw", sw, 1)
-    ph, pw = _int_arg("ph", ph, 0), _int_arg("pw", pw, 0)
-    Hp, Wp = H + 2 * ph, W + 2 * pw
-    OH = _window_count("padded height", Hp, "kh", kh, sh)
-    OW = _window_count("padded width", Wp, "kw", kw, sw)
-    N = cols.shape[0]
-    if cols.shape[1:] != (C * kh * kw, OH * OW):
-        raise ValueError(f"cols must have shape (N, {C * kh * kw}, {OH * OW}), got {cols.shape}")
-    c6 = cols.reshape(N, C, kh, kw, OH, OW)
-    out = np.zeros((N, C, Hp, Wp), dtype=cols.dtype)
-    for i in range(kh):  # one non-overlapping strided slice per kernel offset, as in col2im
-        for j in range(kw):
-            out[:, :, i : i + sh * (OH - 1) + 1 : sh, j : j + sw * (OW - 1) + 1 : sw] += c6[:, :, i, j]
-    return np.ascontiguousarray(out[:, :, ph : ph + H, pw : pw + W])
 
 
 def rows_to_nchw_bias(out2d, bias, N, OH, OW):

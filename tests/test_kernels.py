@@ -103,6 +103,19 @@ def test_pad2d_matches_twin(n, c, h, w, ph, pw, dtype, seed):
     assert not np.shares_memory(out, x)
 
 
+@pytest.mark.parametrize("mod", [nb, ref])
+def test_im2col_fills_a_reused_out_buffer(mod):
+    x = _randn(3, (2, 3, 6, 5), np.float32)
+    out = np.full((2 * 4 * 3, 3 * 3 * 3), np.nan, np.float32)  # garbage from an earlier use
+    got = mod.im2col(x, 3, 3, 1, 1, out=out)
+    assert got is out
+    _assert_array(out, ref.im2col(x, 3, 3, 1, 1))
+    with pytest.raises(ValueError, match="out"):
+        mod.im2col(x, 3, 3, 1, 1, out=np.empty((24, 26), np.float32))
+    with pytest.raises(ValueError, match="out"):
+        mod.im2col(x, 3, 3, 1, 1, out=np.empty((24, 27), np.float64))
+
+
 @SETTINGS
 @given(case=window_cases())
 def test_im2col_matches_twin(case):
