@@ -6,10 +6,11 @@
     mp.train.fit(model, (x, y), epochs=5)
     mp.prune.prune(model, 0.9, criterion="magnitude", scope="global")
 """
-from . import data, models, nn, optim, prune, train
+from . import data, exercises, experiments, models, nn, optim, plots, prune, train
 from .autograd import no_grad
 from .nn import load, save
 from .tensor import Tensor, tensor
 
 __version__ = "0.1.0"
-__all__ = ["Tensor", "tensor", "no_grad", "nn", "optim", "data", "models", "train", "prune", "save", "load"]
+__all__ = ["Tensor", "tensor", "no_grad", "nn", "optim", "data", "models", "train", "prune", "plots",
+           "experiments", "exercises", "save", "load"]

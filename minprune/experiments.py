@@ -21,6 +21,7 @@ import copy
 import csv
 import hashlib
 import json
+import math
 import os
 import sys
 import tempfile
@@ -364,20 +365,23 @@ def distribution(model="lenet5", dataset="mnist5k", seeds=(0,), epochs=20, finet
 
 
 def lottery_experiment(model="lenet_300_100", dataset="mnist5k", seeds=(0,), epochs=10,
-                       sparsities=(0.5, 0.8, 0.9, 0.95, 0.98), rounds_per_step=1, rewind_to=0,
+                       sparsities=(0.5, 0.8, 0.9, 0.95, 0.98), keep_per_round=0.5, rewind_to=0,
                        out="results/lottery", progress=True, **_):
-    """Winning ticket vs random re-initialisation across sparsities (iterative magnitude pruning
-    with rewinding; each sparsity reached from the dense net in `rounds` rounds)."""
+    """Winning ticket vs random re-initialisation across sparsities. Each sparsity is reached
+    from the dense net by iterative magnitude pruning with rewinding, keeping about
+    `keep_per_round` of the survivors per round (rounds = ⌈log(1−s) / log(keep_per_round)⌉)."""
+    if not 0 < keep_per_round < 1:
+        raise ValueError(f"keep_per_round: must be in (0, 1), got {keep_per_round}")
     train_data, test = load_data(dataset)
     results = ResultsFile(Path(out) / "results.csv", ("kind", "sparsity", "seed"))
     bar = tqdm(total=len(seeds) * len(sparsities), desc="lottery", disable=not progress)
     for seed in seeds:
-        for i, sp in enumerate(sparsities):
+        for sp in sparsities:
             if results.done(kind="ticket", sparsity=sp, seed=seed):
                 bar.update(1)
                 continue
             m = models.get_model(model, seed=seed)
-            rounds = rounds_per_step * (i + 1)
+            rounds = max(1, math.ceil(math.log(1 - sp) / math.log(keep_per_round) - 1e-9))
             history = schedules.lottery(m, sp, rounds, seed=seed, rewind_to=rewind_to,
                                         val=test, train=schedules.trainer(
                                             train_data, epochs, seed=seed, **BASELINE_TRAINING))
@@ -453,7 +457,7 @@ COMMANDS = {
                      ("case", "seed", "accuracy", "measured_sparsity", "near_zero")),
     "lottery": (lottery_experiment, "winning tickets vs random re-initialisation",
                 {"sparsities": (_floats, "0.5,0.8,0.9,0.95,0.98", "ticket sparsities"),
-                 "rounds_per_step": (int, 1, "pruning rounds per sparsity step"),
+                 "keep_per_round": (float, 0.5, "fraction of survivors kept per pruning round"),
                  "rewind_to": (int, 0, "rewind to this training step (0 = initialisation)")},
                 ("kind", "sparsity", "seed", "rounds", "accuracy")),
     "sensitivity": (sensitivity, "per-layer sensitivity scan",

@@ -167,11 +167,14 @@ def rewind(model, state: dict):
     """Set every weight back to `state` (a state_dict), keeping the current masks: surviving
     weights get exactly their saved values, pruned ones stay 0."""
     masks = {n: p.mask for n, p in model.named_parameters()}
+    unit_masks = {n: m.output_mask for n, m in model.named_modules()}
     weights_only = {k: v for k, v in state.items() if not k.endswith("_mask")
                     and not k.endswith("output_mask")}
     model.load_state_dict(weights_only)
     for n, p in model.named_parameters():
         p.set_mask(masks[n])
+    for n, m in model.named_modules():  # activation masks are part of the pruning, not the weights
+        m.output_mask = unit_masks[n]
     return model
 
 
@@ -248,7 +251,7 @@ def retrain(model, mode="finetune", train=None, val=None, seed=0, budget="E",
             shape = _input_shape(model)
             epochs = max(1, round(dense_epochs * min(theoretical_speedup(model, shape), 2.0)))
     train(model, epochs)
-    _record(history, model, val, 1, mode)
+    _record(history, model, val, 1, mode, epochs=epochs)
     return history
 
 
