@@ -187,3 +187,15 @@ def test_finetune_keeps_weights_and_scratch_b_budget(digits):
         S.retrain(model, "bogus", train=lambda m, e=None: None)
     with pytest.raises(ValueError, match="dense_epochs"):
         S.retrain(model, "scratch", budget="B", train=lambda m, e=None: None)
+
+
+def test_rewind_keeps_activation_masks(digits):
+    model = mp.models.lenet_300_100(seed=0)
+    saved = model.state_dict()
+    mp.prune.prune(model, 0.5, target="activations", batch=digits[0], scope="layerwise")
+    before = {n: m.output_mask.copy() for n, m in model.named_modules() if m.output_mask is not None}
+    S.rewind(model, saved)
+    after = {n: m.output_mask for n, m in model.named_modules() if m.output_mask is not None}
+    assert before.keys() == after.keys() and before
+    for n in before:
+        np.testing.assert_array_equal(before[n], after[n])
