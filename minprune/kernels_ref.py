@@ -30,34 +30,8 @@ __all__ = [
     "nm_mask",
 ]
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-# Validation helpers. They duplicate the ones in minprune.kernels on purpose:
-# this module must stay readable on its own and import nothing from minprune.
-
-
-def _float_array(name, a, ndim):
-    a = np.asarray(a)
-    if a.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float32 or float64, got dtype {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    return np.ascontiguousarray(a)
-
-
-def _int_arg(name, value, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _window_count(size_name, size, k_name, k, stride):
-    if k > size:
-        raise ValueError(f"{k_name}={k} is larger than the input {size_name}={size}")
-    return (size - k) // stride + 1
+# The argument checks are the kernels' own, so both raise exactly the same errors.
+from .kernels import _float_array, _int_arg, _window_count  # noqa: E402
 
 
 def _windows(x, kh, kw, sh, sw):
