@@ -172,3 +172,12 @@ def test_report_with_activation_density(tiny_mlp, rng, capsys):
     rows = mp.prune.report(tiny_mlp, (4,), batch=x)
     assert "act_density" in capsys.readouterr().out
     assert 0 <= rows[0]["act_density"] <= 1
+
+
+def test_silenced_output_units_do_no_work():
+    model = mp.models.lenet_300_100(seed=0)
+    layer = model.classifier[1]
+    layer.output_mask = np.arange(300) % 2 == 0  # half of the 300 units silenced
+    rows = {r["layer"]: r for r in mp.prune.layer_costs(model, (1, 28, 28))}
+    assert rows["classifier.1"]["macs"] == 150 * 784
+    assert rows["classifier.3"]["macs"] == 100 * 150

@@ -147,17 +147,24 @@ def fisher(model, layers, batch=None):
 
 def hessian_vector_product(model, batches, vectors: dict, eps: float = 1e-3) -> dict:
     """H·v for the loss on `batches`, by central differences of gradients, in float64:
-    Hv ≈ (∇L(w + εv) − ∇L(w − εv)) / 2ε. `vectors` maps parameter names to arrays."""
+    Hv ≈ (∇L(w + hv) − ∇L(w − hv)) / 2h. `vectors` maps parameter names to arrays.
+
+    The step h = eps / ‖v‖ moves the weights a distance `eps` in total, whatever the size of v:
+    a fixed per-entry step on a ±1 vector over 60k weights would move them ~250× further, across
+    ReLU kinks, and the difference quotient would stop measuring the local curvature."""
+    norm = np.sqrt(sum(float((v.astype(np.float64) ** 2).sum()) for v in vectors.values()))
+    h = eps / norm if norm > 0 else eps
+
     def grads_at(sign):
         work = copy.deepcopy(model).eval()
         for name, p in work.named_parameters():
             p.data = p.data.astype(np.float64)
             if name in vectors:
-                p.data = p.data + sign * eps * vectors[name]
+                p.data = p.data + sign * h * vectors[name]
         return _loss_gradients(work, batches)
 
     plus, minus = grads_at(+1), grads_at(-1)
-    return {n: (plus[n] - minus[n]) / (2 * eps) for n in vectors}
+    return {n: (plus[n] - minus[n]) / (2 * h) for n in vectors}
 
 
 @criterion(needs_data=True)

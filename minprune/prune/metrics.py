@@ -89,6 +89,8 @@ def layer_costs(model, input_shape) -> list[dict]:
     rows, prev_alive = [], None
     for name, m, _in_shape, out_shape in _trace(model, input_shape):
         w = m.weight.data != 0
+        if m.output_mask is not None:  # silenced output units do no work either
+            w = w & m.output_mask.reshape((-1,) + (1,) * (w.ndim - 1))
         positions = int(np.prod(out_shape[2:])) if isinstance(m, nn.Conv2d) else 1
         if prev_alive is not None:  # inputs fed by dead units do no work
             n_in = m.weight.shape[1]
