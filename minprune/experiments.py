@@ -222,6 +222,14 @@ def _sweep_figures(rows, out: Path):
     _save_figure(fig, out / "accuracy_vs_compression.png")
 
 
+def _curve_figure(rows, group, out: Path, name, title):
+    """Accuracy vs sparsity, one line per `group` value (mean over seeds, min–max band)."""
+    from . import plots
+    ax = plots.plot_accuracy_vs_sparsity(rows, group=group)
+    ax.set_title(title, fontsize=10)
+    return _save_figure(ax.figure, out / name)
+
+
 def summarize(rows, by=("strategy", "sparsity"), value="accuracy"):
     """Mean, min and max of `value` over seeds for each group."""
     groups = {}
@@ -268,7 +276,10 @@ def compare_schedules(model="lenet_300_100", dataset="mnist5k", sparsities=(0.9,
                                  seconds=time.perf_counter() - start))
                 bar.update(1)
     bar.close()
-    return [r for r in results.rows if r["seed"] in seeds and r["sparsity"] in sparsities]
+    rows = [r for r in results.rows if r["seed"] in seeds and r["sparsity"] in sparsities]
+    _curve_figure(rows, "schedule", Path(out), "schedules.png",
+                  f"{model}: one-shot vs iterative vs gradual, {budget} epochs of retraining")
+    return rows
 
 
 def compare_at_init(model="lenet_300_100", dataset="mnist5k", sparsities=(0.9, 0.95, 0.98),
@@ -308,7 +319,10 @@ def compare_at_init(model="lenet_300_100", dataset="mnist5k", sparsities=(0.9, 0
                                  seconds=time.perf_counter() - start))
                 bar.update(1)
     bar.close()
-    return [r for r in results.rows if r["seed"] in seeds and r["sparsity"] in sparsities]
+    rows = [r for r in results.rows if r["seed"] in seeds and r["sparsity"] in sparsities]
+    _curve_figure(rows, "method", Path(out), "at_init.png",
+                  f"{model}: pruning before training vs after")
+    return rows
 
 
 def near_zero_fraction(model, threshold=0.01) -> float:
@@ -391,7 +405,10 @@ def lottery_experiment(model="lenet_300_100", dataset="mnist5k", seeds=(0,), epo
                                  measured_sparsity=h["sparsity"], rewind_to=rewind_to))
             bar.update(1)
     bar.close()
-    return [r for r in results.rows if r["seed"] in seeds]
+    rows = [r for r in results.rows if r["seed"] in seeds]
+    _curve_figure(rows, "kind", Path(out), "lottery.png",
+                  f"{model}: winning ticket vs random re-initialisation")
+    return rows
 
 
 def sensitivity(model="lenet5", dataset="mnist5k", seeds=(0,), epochs=20,

@@ -150,3 +150,19 @@ def test_near_zero_fraction():
     first.data[1, :10] = 0.0     # 10 pruned: not counted
     alive = sum(m.weight.size for m in mp.prune.prunable_layers(model).values()) - 10
     assert E.near_zero_fraction(model, 0.01) == pytest.approx(10 / alive)
+
+
+@pytest.mark.parametrize("fn, kwargs, figure", [
+    (E.compare_schedules, dict(sparsities=[0.5], rounds=2, finetune_epochs=1), "schedules.png"),
+    (E.compare_at_init, dict(sparsities=[0.5], criteria=["random"], finetune_epochs=1),
+     "at_init.png"),
+    (E.lottery_experiment, dict(sparsities=[0.5]), "lottery.png"),
+    (E.distribution, dict(model="lenet_300_100", finetune_epochs=1), "weight_distributions.png"),
+    (E.sensitivity, dict(model="lenet_300_100", sparsities=[0.5]), "sensitivity.png"),
+])
+def test_each_experiment_writes_rows_and_its_figure(tmp_path, fn, kwargs, figure):
+    kwargs = {"model": "lenet_300_100", "seeds": [0], "epochs": 1, "progress": False, **kwargs}
+    rows = fn(out=tmp_path, **kwargs)
+    assert rows and all("accuracy" in r for r in rows)
+    assert len(read_csv(tmp_path / "results.csv")) == len(rows)
+    assert (tmp_path / figure).stat().st_size > 1000
