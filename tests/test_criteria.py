@@ -208,8 +208,21 @@ def test_grasp_is_w_times_hessian_gradient_product():
     H = exact_hessian(W, b, x, y)
     g = ce_grad_W(W, b, x, y)
     expected = W * (H @ g.ravel()).reshape(W.shape)
-    np.testing.assert_allclose(scores(model, "grasp", (x, y))["0"], expected, rtol=2e-3,
-                               atol=1e-7)
+    np.testing.assert_allclose(scores(model, "grasp", (x, y), temperature=1.0)["0"], expected,
+                               rtol=2e-3, atol=1e-7)
+
+
+def test_grasp_temperature_divides_the_logits():
+    """With logits / T the loss is that of a model whose weights and bias are divided by T."""
+    model = linear_model(3, 2)
+    x, y = make_batch()
+    W, b = wb(model)
+    T = 4.0
+    H = exact_hessian(W / T, b / T, x, y) / T ** 2   # chain rule: d²L(W/T)/dW² = H(W/T) / T²
+    g = ce_grad_W(W / T, b / T, x, y) / T
+    expected = W * (H @ g.ravel()).reshape(W.shape)
+    np.testing.assert_allclose(scores(model, "grasp", (x, y), temperature=T)["0"], expected,
+                               rtol=2e-3, atol=1e-9)
 
 
 # --- data-free at initialisation ------------------------------------------------------------------
