@@ -388,7 +388,9 @@ class Conv2d(Function):
         cols = K.im2col(xp, kh, kw, sh, sw,
                         out=WORKSPACE.get("cols", (n * oh * ow, c * kh * kw), x.dtype))
         w2d = w.reshape(o, -1)
-        rows = np.matmul(cols, w2d.T, out=WORKSPACE.get("rows", (n * oh * ow, o), x.dtype))
+        # the product's dtype follows NumPy's promotion (float32 x with float64 w stays float64)
+        rows = np.matmul(cols, w2d.T, out=WORKSPACE.get("rows", (n * oh * ow, o),
+                                                          np.result_type(cols, w2d)))
         bias = b if b is not None else np.zeros(0, dtype=x.dtype)
         out = K.rows_to_nchw_bias(rows, bias, n, oh, ow)
         ctx.save(cols, w2d, w.shape, (n, c, hp, wp), (sh, sw), (ph, pw), b is not None)
@@ -401,7 +403,8 @@ class Conv2d(Function):
         dw = (g2d.T @ cols).reshape(wshape)
         dx = None
         if ctx.needs_grad[0]:  # the first layer's input needs no gradient: skip col2im
-            dcols = np.matmul(g2d, w2d, out=WORKSPACE.get("dcols", cols.shape, cols.dtype))
+            dcols = np.matmul(g2d, w2d, out=WORKSPACE.get("dcols", cols.shape,
+                                                          np.result_type(g2d, w2d)))
             dxp = K.col2im(dcols, n, c, hp, wp, wshape[2], wshape[3], sh, sw)
             dx = dxp[:, :, ph:hp - ph, pw:wp - pw] if (ph or pw) else dxp
         return (dx, dw, g2d.sum(axis=0)) if has_b else (dx, dw)

@@ -400,3 +400,12 @@ def test_unbroadcast_sums_to_shape():
     np.testing.assert_array_equal(F.unbroadcast(g, (3, 1)), np.full((3, 1), 8.0))
     assert F.unbroadcast(g, ()).shape == ()
     assert F.unbroadcast(g, (1, 1, 1)).item() == 24
+
+
+def test_conv2d_promotes_mixed_precision_like_numpy():
+    """float32 input with float64 weights computes in float64 (the Hessian-vector products rely on it)."""
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((2, 3, 6, 6)).astype(np.float32))
+    w = Tensor(rng.standard_normal((4, 3, 3, 3)), dtype=np.float64)
+    out = fn.conv2d(x, w, padding=1)
+    assert out.dtype == np.float64
