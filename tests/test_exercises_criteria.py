@@ -2,21 +2,14 @@
 accepted, the usual wrong ones are rejected with the hint that names the mistake."""
 import numpy as np
 import pytest
+from checking import accepts as _accepts
+from checking import rejects as _rejects
 
 import minprune as mp
 import minprune.exercises as ex
 
 pytestmark = pytest.mark.task3
 
-
-def _accepts(check, *args, capsys):
-    check(*args)
-    assert "✓ correct" in capsys.readouterr().out
-
-
-def _rejects(check, *args, match=None):
-    with pytest.raises(AssertionError, match=match):
-        check(*args)
 
 
 # --- lesson 06 -------------------------------------------------------------------------------

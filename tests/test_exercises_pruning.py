@@ -2,6 +2,7 @@
 with a hint that names the mistake."""
 import numpy as np
 import pytest
+from checking import fails as _fails
 
 import minprune as mp
 import minprune.exercises as ex
@@ -12,10 +13,6 @@ pytestmark = pytest.mark.task3
 def _weights(model):
     return {n: m.weight.data for n, m in mp.prune.prunable_layers(model).items()}
 
-
-def _fails(checker, fn, hint):
-    with pytest.raises(AssertionError, match=hint):
-        checker(fn)
 
 
 # --- reference solutions (what a student should write) --------------------------------------------

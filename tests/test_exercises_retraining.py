@@ -4,6 +4,7 @@ import copy
 
 import numpy as np
 import pytest
+from checking import fails as _fails
 
 import minprune as mp
 import minprune.exercises as ex
@@ -16,10 +17,6 @@ pytestmark = pytest.mark.task4
 def _weights(model):
     return np.concatenate([m.weight.data.ravel() for m in mp.prune.prunable_layers(model).values()])
 
-
-def _fails(checker, fn, hint):
-    with pytest.raises(AssertionError, match=hint):
-        checker(fn)
 
 
 # --- reference solutions ---------------------------------------------------------------------------

@@ -4,16 +4,13 @@ import copy
 
 import numpy as np
 import pytest
+from checking import fails as _fails
 
 import minprune as mp
 import minprune.exercises as ex
 
 pytestmark = pytest.mark.task4
 
-
-def _fails(checker, fn, hint):
-    with pytest.raises(AssertionError, match=hint):
-        checker(fn)
 
 
 # --- reference solutions (what a student should write) --------------------------------------------
