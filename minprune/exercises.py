@@ -61,6 +61,25 @@ def _as_array(value, what: str) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
+def _score_arrays(answer, want: dict, who: str = "", hint: str = "") -> dict:
+    """Check that a student's `{layer name: scores}` answer has every layer of `want`, each an
+    array of the same shape; return the arrays. `who` prefixes messages (e.g. the model's name)."""
+    where = f"{who}: " if who else ""
+    if not isinstance(answer, dict):
+        _fail(f"{where}fn should return a dict {{layer name: scores}}, got "
+              f"{type(answer).__name__}.", hint)
+    arrays = {}
+    for n, w in want.items():
+        if n not in answer:
+            _fail(f"{where}no scores for layer {n!r}; expected keys {list(want)}.",
+                  "use the names from `mp.prune.prunable_layers(model)`.")
+        arrays[n] = _as_array(answer[n], f"scores[{n!r}]")
+        if arrays[n].shape != w.shape:
+            _fail(f"{where}scores[{n!r}] has shape {arrays[n].shape}, expected one score per "
+                  f"weight {w.shape}.")
+    return arrays
+
+
 def _as_int(value, what: str) -> int:
     """Accept an int-valued answer (int, NumPy integer, or a float that is a whole number)."""
     if value is None:
@@ -537,15 +556,9 @@ def check_gradient_scores(fn) -> None:
     want = criteria.gradient(model, prunable_layers(model), (x, y))
     F_.cross_entropy(model(Tensor(x[:4])), y[:4]).backward()  # stale gradients on purpose
     import copy
-    answer = fn(copy.deepcopy(model), x, y)
-    if not isinstance(answer, dict):
-        _fail(f"fn should return a dict {{layer name: scores}}, got {type(answer).__name__}.")
+    answer = _score_arrays(fn(copy.deepcopy(model), x, y), want)
     for n, w in want.items():
-        if n not in answer:
-            _fail(f"no scores for layer {n!r}; expected keys {list(want)}.")
-        got = _as_array(answer[n], f"scores[{n!r}]")
-        if got.shape != w.shape:
-            _fail(f"scores[{n!r}] has shape {got.shape}, expected one score per weight {w.shape}.")
+        got = answer[n]
         if not np.allclose(got, w, rtol=1e-3, atol=1e-7):
             hint = ("zero the gradients, run loss = cross_entropy(model(mp.tensor(x)), y), call "
                     "loss.backward(), then |weight.data * weight.grad| for each layer.")
@@ -803,19 +816,10 @@ def check_snip_scores(fn) -> None:
         x, y = _mixed_batch(12)
         layers = prunable_layers(model)
         want = criteria.snip(model, layers, (x, y))
-        answer = fn(copy.deepcopy(model), x, y)
-        if not isinstance(answer, dict):
-            _fail(f"fn({name}, x, y) should return a dict {{layer name: scores}}, got "
-                  f"{type(answer).__name__}.")
+        answer = _score_arrays(fn(copy.deepcopy(model), x, y), want, name)
         grad = criteria.gradient(model, layers, (x, y))
         for n, w in want.items():
-            if n not in answer:
-                _fail(f"{name}: no scores for layer {n!r}; expected keys {list(want)}.",
-                      "use the names from `mp.prune.prunable_layers(model)`.")
-            got = _as_array(answer[n], f"scores[{n!r}]")
-            if got.shape != w.shape:
-                _fail(f"{name}: scores[{n!r}] has shape {got.shape}, expected one score per "
-                      f"weight {w.shape}.")
+            got = answer[n]
             if not np.allclose(got, w, rtol=1e-3, atol=1e-12):
                 hint = ("compute |w · ∂L/∂w| for every layer, then divide all of them by one "
                         "number: their sum over *all* layers.")
@@ -830,7 +834,7 @@ def check_snip_scores(fn) -> None:
                 _fail(f"{name}: scores for {n!r} differ from SNIP: first values "
                       f"{np.round(got.ravel()[:3], 9)} vs expected {np.round(w.ravel()[:3], 9)}.",
                       hint)
-        total = sum(float(_as_array(answer[n], n).sum()) for n in want)
+        total = sum(float(answer[n].sum()) for n in want)
         if not np.isclose(total, 1.0, rtol=1e-3):
             _fail(f"{name}: your scores sum to {total:.6f}; SNIP's sum to 1.")
     _correct("your connection sensitivities match mp.prune.criteria.snip")
@@ -855,17 +859,9 @@ def check_synflow_scores(fn) -> None:
         layers = prunable_layers(model)
         before = {n: m.weight.data.copy() for n, m in layers.items()}
         want = criteria.synflow(model, layers, None, input_shape=(1, 28, 28))
-        answer = fn(copy.deepcopy(model), (1, 28, 28))
-        if not isinstance(answer, dict):
-            _fail(f"fn({name}, (1, 28, 28)) should return a dict {{layer name: scores}}, got "
-                  f"{type(answer).__name__}.")
+        answer = _score_arrays(fn(copy.deepcopy(model), (1, 28, 28)), want, name)
         for n, w in want.items():
-            if n not in answer:
-                _fail(f"{name}: no scores for layer {n!r}; expected keys {list(want)}.",
-                      "use the names from `mp.prune.prunable_layers(model)`.")
-            got = _as_array(answer[n], f"scores[{n!r}]")
-            if got.shape != w.shape:
-                _fail(f"{name}: scores[{n!r}] has shape {got.shape}, expected {w.shape}.")
+            got = answer[n]
             if not np.allclose(got, w, rtol=1e-3, atol=1e-9 * float(np.abs(w).max())):
                 hint = ("work on a copy: set every parameter p.data = np.abs(p.data), run the "
                         "model on np.ones((1, *input_shape)), call .sum().backward(), then "
@@ -1283,17 +1279,11 @@ def check_fisher_scores(fn) -> None:
     w2 = {n: m.weight.data.astype(np.float64) ** 2 for n, m in layers.items()}
     mean_g = {n: np.mean([g[n] for g in grads], axis=0) for n in layers}
     last_g = grads[-1]
-    answer = fn(copy.deepcopy(model), [(x.copy(), y.copy()) for x, y in batches])
-    if not isinstance(answer, dict):
-        _fail(f"fn should return a dict {{layer name: scores}}, got {type(answer).__name__}.",
-              "loop over `mp.prune.prunable_layers(model).items()`; one array per layer name.")
+    answer = _score_arrays(fn(copy.deepcopy(model), [(x.copy(), y.copy()) for x, y in batches]),
+                           want, hint="loop over `mp.prune.prunable_layers(model).items()`; one "
+                           "array per layer name.")
     for n, want_n in want.items():
-        if n not in answer:
-            _fail(f"no scores for layer {n!r}; expected keys {list(want)}.")
-        got = _as_array(answer[n], f"scores[{n!r}]")
-        if got.shape != want_n.shape:
-            _fail(f"scores[{n!r}] has shape {got.shape}, expected one score per weight "
-                  f"{want_n.shape}.")
+        got = answer[n]
         if np.allclose(got, want_n, rtol=1e-3, atol=1e-12):
             continue
         hint = ("for each batch: zero_grad, backward, square the gradient; average the squares over "
