@@ -152,6 +152,13 @@ def _measure(model, test, shape):
                 speedup=prune.theoretical_speedup(model, shape))
 
 
+def scoring_batch(train_data, seed, size=512):
+    """The training digits data-driven criteria score on: `size` random ones, fixed by the seed."""
+    x, y = train_data
+    idx = np.random.default_rng(seed).choice(len(y), size=min(size, len(y)), replace=False)
+    return x[idx], y[idx]
+
+
 def criterion_options(criterion, seed, shape) -> dict:
     """The extra arguments some criteria take: a seed for `random`, the input for `synflow`."""
     return {"random": {"seed": seed}, "synflow": {"input_shape": shape}}.get(criterion, {})
@@ -182,18 +189,19 @@ def sweep(model="lenet_300_100", dataset="mnist5k", strategies=tuple(STRATEGIES)
     jobs = [(seed, s, sp) for seed in seeds for s in strategies for sp in sparsities]
     bar = tqdm(total=len(jobs), desc="sweep", disable=not progress)
     for seed in seeds:
-        dense = None
+        dense = dense_accuracy = None
+        batch = scoring_batch(train_data, seed)
         for name in strategies:
             for sp in sparsities:
                 if results.done(strategy=name, sparsity=sp, seed=seed):
                     bar.update(1)
                     continue
-                dense = dense or baseline(model, dataset, seed, epochs, train_data, progress)
+                if dense is None:  # trained (or loaded) only if some row of this seed is missing
+                    dense = baseline(model, dataset, seed, epochs, train_data, progress)
+                    dense_accuracy = train.evaluate(dense, test).accuracy
                 start = time.perf_counter()
                 m = copy.deepcopy(dense)
-                rng = np.random.default_rng(seed)
-                idx = rng.choice(len(train_data[1]), size=min(512, len(train_data[1])), replace=False)
-                prune.prune(m, sp, batch=(train_data[0][idx], train_data[1][idx]), exclude=exclude,
+                prune.prune(m, sp, batch=batch, exclude=exclude,
                             **specs[name], **criterion_options(specs[name]["criterion"], seed, shape))
                 before = train.evaluate(m, test).accuracy
                 if finetune_epochs:
@@ -201,7 +209,7 @@ def sweep(model="lenet_300_100", dataset="mnist5k", strategies=tuple(STRATEGIES)
                               **FINETUNE_TRAINING)
                 row = dict(model=model, dataset=dataset, strategy=name, sparsity=sp, seed=seed,
                            finetune_epochs=finetune_epochs, accuracy_pruned=before,
-                           dense_accuracy=train.evaluate(dense, test).accuracy,
+                           dense_accuracy=dense_accuracy,
                            **_measure(m, test, shape), seconds=time.perf_counter() - start)
                 results.add(row)
                 bar.update(1)
@@ -263,7 +271,8 @@ def compare_schedules(model="lenet_300_100", dataset="mnist5k", sparsities=(0.9,
                 if results.done(schedule=kind, sparsity=sp, seed=seed):
                     bar.update(1)
                     continue
-                dense = dense or baseline(model, dataset, seed, epochs, train_data, progress)
+                if dense is None:
+                    dense = baseline(model, dataset, seed, epochs, train_data, progress)
                 m, start = copy.deepcopy(dense), time.perf_counter()
                 if kind == "one_shot":
                     schedules.one_shot(m, sp, finetune=schedules.trainer(
@@ -300,8 +309,7 @@ def compare_at_init(model="lenet_300_100", dataset="mnist5k", sparsities=(0.9, 0
     bar = tqdm(total=len(methods) * len(seeds) * len(sparsities), desc="at-init",
                disable=not progress)
     for seed in seeds:
-        idx = np.random.default_rng(seed).choice(len(train_data[1]), 512, replace=False)
-        batch = (train_data[0][idx], train_data[1][idx])
+        batch = scoring_batch(train_data, seed)
         for sp in sparsities:
             for method in methods:
                 if results.done(method=method, sparsity=sp, seed=seed):
