@@ -45,6 +45,20 @@ def compression_ratio(model) -> float:
     return count_params(model) / nz if nz else float("inf")
 
 
+def _observe(model, x, handles):
+    """One forward pass of `x` in eval mode without a graph, so the forward hooks behind
+    `handles` can record what flows; then the hooks are removed and the mode restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            model(Tensor(x))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+
+
 def _trace(model, input_shape):
     """Run one example through the model; record each prunable layer's input/output shapes in
     execution order (the order data flows, which is what the dependency rules need)."""
@@ -58,15 +72,7 @@ def _trace(model, input_shape):
         if isinstance(m, PRUNABLE_TYPES):
             handles.append(m.register_forward_hook(
                 lambda mod, inp, out: trace.append((names[id(mod)], mod, inp[0].shape, out.shape))))
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            model(Tensor(np.zeros((1, *input_shape), np.float32)))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    _observe(model, np.zeros((1, *input_shape), np.float32), handles)
     return trace
 
 
@@ -133,15 +139,7 @@ def activation_density(model, batch) -> dict:
             handles.append(m.register_forward_hook(
                 lambda mod, inp, out, key=seen: density.__setitem__(key, float(np.mean(out.data != 0)))))
             seen = None
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            model(Tensor(np.asarray(x)))
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    _observe(model, np.asarray(x), handles)
     return density
 
 
