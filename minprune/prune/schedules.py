@@ -225,36 +225,32 @@ def lottery(model, sparsity, rounds, train, rewind_to=0, val=None, control=True,
 
 
 def retrain(model, mode="finetune", train=None, val=None, seed=0, budget="E",
-            dense_epochs=None) -> list[dict]:
+            dense_epochs=None, input_shape=(1, 28, 28)) -> list[dict]:
     """Retrain a pruned model.
 
     mode="finetune": keep the surviving weights and continue training (`train` should use a
     small learning rate). mode="scratch": re-initialise every weight (masks kept, so the pruned
     architecture stays) and train from scratch. budget="E" trains for the same epochs as the
     `train` callable's default (Scratch-E); budget="B" scales `dense_epochs` by the FLOP saving
-    so the pruned network gets the same compute as the original (Scratch-B, Liu et al. 2019)."""
+    so the pruned network gets the same compute as the original (Scratch-B, Liu et al. 2019; the
+    factor is capped at 2, and measured on one input of `input_shape`)."""
     if mode not in ("finetune", "scratch"):
         raise ValueError(f"mode: {mode!r} is not one of ('finetune', 'scratch')")
     if budget not in ("E", "B"):
         raise ValueError(f"budget: {budget!r} is not one of ('E', 'B')")
     if train is None:
         raise ValueError("train: a callable train(model, epochs=None, callbacks=()) is required")
+    if mode == "scratch" and budget == "B" and dense_epochs is None:
+        raise ValueError("dense_epochs: Scratch-B needs the dense model's epoch budget")
     history = []
     _record(history, model, val, 0, "pruned")
     epochs = None
     if mode == "scratch":
         reinitialize(model, seed)
         if budget == "B":
-            if dense_epochs is None:
-                raise ValueError("dense_epochs: Scratch-B needs the dense model's epoch budget")
             from .metrics import theoretical_speedup
-            shape = _input_shape(model)
-            epochs = max(1, round(dense_epochs * min(theoretical_speedup(model, shape), 2.0)))
+            speedup = theoretical_speedup(model, input_shape)
+            epochs = max(1, round(dense_epochs * min(speedup, 2.0)))
     train(model, epochs)
     _record(history, model, val, 1, mode, epochs=epochs)
     return history
-
-
-def _input_shape(model):
-    first = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
-    return (first.in_channels, 28, 28) if isinstance(first, nn.Conv2d) else (1, 28, 28)
