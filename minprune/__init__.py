@@ -6,6 +6,10 @@
     mp.train.fit(model, (x, y), epochs=5)
     mp.prune.prune(model, 0.9, criterion="magnitude", scope="global")
 """
+from . import _blas
+
+_blas.prefer_avx512_kernels()   # before NumPy loads OpenBLAS; see _blas.py
+
 from . import data, exercises, experiments, models, nn, optim, plots, prune, train
 from .autograd import no_grad
 from .nn import load, save

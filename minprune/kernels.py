@@ -56,6 +56,10 @@ __all__ = [
     "avgpool2d_forward",
     "avgpool2d_backward",
     "nm_mask",
+    "channel_stats",
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "relu_backward",
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -582,6 +586,180 @@ def avgpool2d_backward(grad_out, H, W, kh, kw, sh, sw):
     N, C = grad_out.shape[:2]
     grad_x = np.zeros((N, C, H, W), dtype=grad_out.dtype)
     return _avgpool2d_backward_nb(grad_out, kh, kw, sh, sw, grad_x)
+
+
+# ---------------------------------------------------------------------------
+# Batch normalisation and ReLU backward: elementwise work fused into few passes
+# ---------------------------------------------------------------------------
+# NumPy spells BatchNorm as ~10 full passes over the activation, each with a fresh temporary
+# (x - mean, * inv_std, * gamma, + beta; g * xhat, m * g, ...). On conv4 (12.8 MB per activation)
+# that was 28 ms of a 220 ms training step. These kernels read x (and g) at most twice and
+# write the result once; xhat is recomputed from x instead of being stored.
+# Sums accumulate in float64 and may be reassociated ("reassoc"), which lets LLVM vectorise
+# them; no other fast-math assumption (NaN and inf still propagate).
+_SUM_MATH = {"reassoc"}
+
+
+@numba.njit(cache=True, fastmath=_SUM_MATH)
+def _channel_stats_nb(x, mean, var):
+    """Per-channel mean and (biased) variance of x (N, C, P); two passes, float64 sums."""
+    N, C, P = x.shape
+    m = N * P
+    for c in range(C):
+        s = 0.0
+        for n in range(N):
+            for p in range(P):
+                s += x[n, c, p]
+        mu = s / m
+        ss = 0.0
+        for n in range(N):
+            for p in range(P):
+                d = x[n, c, p] - mu
+                ss += d * d
+        mean[c] = mu
+        var[c] = ss / m
+    return mean, var
+
+
+def channel_stats(x):
+    """Mean and biased variance of each channel of x (N, C) or (N, C, H, W), over all other axes.
+
+    x: float32/float64. Returns (mean, var), each (C,) of x's dtype (accumulated in float64 and
+    centred before squaring, so a large mean does not cancel the variance away).
+    """
+    x3 = _channels_view("x", x)
+    mean = np.empty(x3.shape[1], dtype=x3.dtype)
+    var = np.empty(x3.shape[1], dtype=x3.dtype)
+    return _channel_stats_nb(x3, mean, var)
+
+
+@numba.njit(cache=True)
+def _batchnorm_forward_nb(x, scale, shift, out):
+    """out[n, c, p] = x[n, c, p] * scale[c] + shift[c]: the whole normalisation as one multiply-add."""
+    N, C, P = x.shape
+    for n in range(N):
+        for c in range(C):
+            a = scale[c]
+            b = shift[c]
+            for p in range(P):
+                out[n, c, p] = x[n, c, p] * a + b
+    return out
+
+
+def batchnorm_forward(x, mean, inv_std, gamma, beta):
+    """y = γ·(x − μ)·inv_std + β per channel, for x (N, C) or (N, C, H, W).
+
+    mean, inv_std, gamma, beta: (C,). Folded into y = x·a + b with a = γ·inv_std and
+    b = β − μ·a, so x is read once and y written once. Returns y with x's shape and dtype.
+    """
+    x3 = _channels_view("x", x)
+    mean, inv_std, gamma, beta = _per_channel(x3, mean=mean, inv_std=inv_std, gamma=gamma, beta=beta)
+    scale = gamma * inv_std
+    shift = beta - mean * scale
+    out = np.empty(x3.shape, dtype=x3.dtype)
+    return _batchnorm_forward_nb(x3, scale, shift, out).reshape(np.shape(x))
+
+
+@numba.njit(cache=True, fastmath=_SUM_MATH)
+def _batchnorm_backward_nb(g, x, mean, inv_std, gamma, batch_stats, dx, dgamma, dbeta):
+    """Pass 1: dβ = Σg, dγ = Σg·x̂ per channel. Pass 2: dx (see batchnorm_backward)."""
+    N, C, P = x.shape
+    m = N * P
+    for c in range(C):
+        mu = mean[c]
+        s = inv_std[c]
+        sg = 0.0
+        sgx = 0.0
+        for n in range(N):
+            for p in range(P):
+                gv = g[n, c, p]
+                sg += gv
+                sgx += gv * ((x[n, c, p] - mu) * s)
+        dbeta[c] = sg
+        dgamma[c] = sgx
+    for n in range(N):
+        for c in range(C):
+            mu = mean[c]
+            s = inv_std[c]
+            k = gamma[c] * s
+            if batch_stats:
+                # dx = γ·inv_std/m · (m·g − Σg − x̂·Σg·x̂)
+                k = k / m
+                mg = dbeta[c]
+                mgx = dgamma[c]
+                for p in range(P):
+                    xhat = (x[n, c, p] - mu) * s
+                    dx[n, c, p] = k * (m * g[n, c, p] - mg - xhat * mgx)
+            else:
+                for p in range(P):
+                    dx[n, c, p] = k * g[n, c, p]
+    return dx, dgamma, dbeta
+
+
+def batchnorm_backward(g, x, mean, inv_std, gamma, batch_stats):
+    """Gradients of batchnorm_forward: (dx, dγ, dβ).
+
+    g, x: (N, C) or (N, C, H, W) of one float dtype; mean, inv_std, gamma: (C,). With
+    `batch_stats` (training: μ and σ² were this batch's own, so they depend on x) the classic
+    three-term formula dx = γ·inv_std/m·(m·g − Σg − x̂·Σg·x̂), m = elements per channel; without
+    (eval: fixed running statistics) dx = γ·inv_std·g. dγ = Σ g·x̂, dβ = Σ g, x̂ = (x − μ)·inv_std.
+    """
+    x3 = _channels_view("x", x)
+    g3 = _channels_view("g", g)
+    if g3.shape != x3.shape or g3.dtype != x3.dtype:
+        raise ValueError(f"g must match x: shape {np.shape(x)} dtype {x3.dtype}, "
+                         f"got {np.shape(g)} {g3.dtype}")
+    mean, inv_std, gamma = _per_channel(x3, mean=mean, inv_std=inv_std, gamma=gamma)
+    C = x3.shape[1]
+    dx = np.empty(x3.shape, dtype=x3.dtype)
+    dgamma = np.empty(C, dtype=x3.dtype)
+    dbeta = np.empty(C, dtype=x3.dtype)
+    dx, dgamma, dbeta = _batchnorm_backward_nb(g3, x3, mean, inv_std, gamma, bool(batch_stats),
+                                               dx, dgamma, dbeta)
+    return dx.reshape(np.shape(x)), dgamma, dbeta
+
+
+def _channels_view(name, x):
+    """x (N, C) or (N, C, H, W) as a C-contiguous (N, C, P) array (P = 1 or H·W)."""
+    x = np.asarray(x)
+    if x.ndim not in (2, 4):
+        raise ValueError(f"{name} must be 2-D (N, C) or 4-D (N, C, H, W), got shape {x.shape}")
+    x = _float_array(name, x, x.ndim)
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _per_channel(x3, **arrays):
+    """The named (C,) arrays, checked and cast to x3's dtype, in the order given."""
+    C = x3.shape[1]
+    out = []
+    for name, a in arrays.items():
+        a = np.ascontiguousarray(a, dtype=x3.dtype)
+        if a.shape != (C,):
+            raise ValueError(f"{name} must have shape ({C},) (one value per channel), got {a.shape}")
+        out.append(a)
+    return out
+
+
+@numba.njit(cache=True)
+def _relu_backward_nb(g, out, dx):
+    for i in range(g.shape[0]):
+        dx[i] = g[i] if out[i] > 0 else 0.0
+    return dx
+
+
+def relu_backward(g, out):
+    """dx = g where the ReLU's output was positive, else 0; one pass, no boolean temporary.
+
+    g, out: arrays of one shape and float dtype (`out` is the forward's result max(x, 0)).
+    """
+    g = np.asarray(g)
+    out = np.asarray(out)
+    if g.shape != out.shape:
+        raise ValueError(f"g must have the shape of out {out.shape}, got {g.shape}")
+    g = _float_array("g", g, g.ndim).reshape(-1)
+    o = _float_array("out", out, out.ndim).reshape(-1)
+    dx = np.empty(g.shape, dtype=np.result_type(g, o))
+    return _relu_backward_nb(g, o, dx).reshape(out.shape)
 
 
 # ---------------------------------------------------------------------------

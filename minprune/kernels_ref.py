@@ -28,10 +28,14 @@ __all__ = [
     "avgpool2d_forward",
     "avgpool2d_backward",
     "nm_mask",
+    "channel_stats",
+    "batchnorm_forward",
+    "batchnorm_backward",
+    "relu_backward",
 ]
 
 # The argument checks are the kernels' own, so both raise exactly the same errors.
-from .kernels import _float_array, _int_arg, _window_count  # noqa: E402
+from .kernels import _channels_view, _float_array, _int_arg, _per_channel, _window_count  # noqa: E402
 
 
 def _windows(x, kh, kw, sh, sw):
@@ -226,3 +230,44 @@ def nm_mask(scores2d, n, m):
     mask = np.zeros(groups.shape, dtype=bool)
     np.put_along_axis(mask, order[..., :n], True, axis=-1)
     return mask.reshape(R, K)
+
+
+def channel_stats(x):
+    x3 = _channels_view("x", x)
+    return (x3.mean(axis=(0, 2), dtype=np.float64).astype(x3.dtype),
+            x3.var(axis=(0, 2), dtype=np.float64).astype(x3.dtype))
+
+
+def batchnorm_forward(x, mean, inv_std, gamma, beta):
+    x3 = _channels_view("x", x)
+    mean, inv_std, gamma, beta = _per_channel(x3, mean=mean, inv_std=inv_std, gamma=gamma, beta=beta)
+    xhat = (x3 - mean[:, None]) * inv_std[:, None]
+    return (xhat * gamma[:, None] + beta[:, None]).reshape(np.shape(x))
+
+
+def batchnorm_backward(g, x, mean, inv_std, gamma, batch_stats):
+    x3 = _channels_view("x", x)
+    g3 = _channels_view("g", g)
+    if g3.shape != x3.shape or g3.dtype != x3.dtype:
+        raise ValueError(f"g must match x: shape {np.shape(x)} dtype {x3.dtype}, "
+                         f"got {np.shape(g)} {g3.dtype}")
+    mean, inv_std, gamma = _per_channel(x3, mean=mean, inv_std=inv_std, gamma=gamma)
+    xhat = (x3 - mean[:, None]) * inv_std[:, None]
+    dgamma = (g3 * xhat).sum(axis=(0, 2), dtype=np.float64)
+    dbeta = g3.sum(axis=(0, 2), dtype=np.float64)
+    scale = (gamma * inv_std)[:, None]
+    if batch_stats:
+        m = g3.shape[0] * g3.shape[2]
+        dx = scale / m * (m * g3 - dbeta[:, None] - xhat * dgamma[:, None])
+    else:
+        dx = scale * g3
+    return (dx.astype(x3.dtype).reshape(np.shape(x)), dgamma.astype(x3.dtype), dbeta.astype(x3.dtype))
+
+
+def relu_backward(g, out):
+    g, out = np.asarray(g), np.asarray(out)
+    if g.shape != out.shape:
+        raise ValueError(f"g must have the shape of out {out.shape}, got {g.shape}")
+    g = _float_array("g", g, g.ndim)
+    out = _float_array("out", out, out.ndim)
+    return np.where(out > 0, g, 0).astype(np.result_type(g, out))

@@ -371,6 +371,67 @@ def test_nm_mask_ties_break_to_lower_index(mod):
 
 
 # ---------------------------------------------------------------------------
+# BatchNorm and ReLU backward
+# ---------------------------------------------------------------------------
+
+
+@st.composite
+def channel_cases(draw):
+    """A random (N, C) or (N, C, H, W) activation with per-channel statistics and affine."""
+    four_d = draw(st.booleans())
+    shape = ((draw(st.integers(1, 4)), draw(st.integers(1, 5)))
+             + ((draw(st.integers(1, 5)), draw(st.integers(1, 5))) if four_d else ()))
+    dtype = draw(DTYPES)
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    c = shape[1]
+    per = lambda lo, hi: rng.uniform(lo, hi, c).astype(dtype)
+    return {"x": (rng.standard_normal(shape) * 3 + 2).astype(dtype),
+            "g": rng.standard_normal(shape).astype(dtype),
+            "mean": per(-1, 1), "inv_std": per(0.5, 2), "gamma": per(0.5, 1.5), "beta": per(-1, 1),
+            "dtype": dtype}
+
+
+@SETTINGS
+@given(case=channel_cases())
+def test_channel_stats_matches_twin(case):
+    for got, want in zip(nb.channel_stats(case["x"]), ref.channel_stats(case["x"])):
+        _assert_array(got, want, **_tol(case["dtype"]))
+
+
+def test_channel_stats_keeps_the_variance_of_a_large_mean():
+    """Centred before squaring: E[x²] − E[x]² would lose the variance of 1e4 ± 1 in float32."""
+    x = (1e4 + np.random.default_rng(0).standard_normal((64, 2, 8, 8))).astype(np.float32)
+    _, var = nb.channel_stats(x)
+    np.testing.assert_allclose(var, x.astype(np.float64).var(axis=(0, 2, 3)), rtol=1e-3)
+
+
+@SETTINGS
+@given(case=channel_cases())
+def test_batchnorm_forward_matches_twin(case):
+    args = [case[k] for k in ("x", "mean", "inv_std", "gamma", "beta")]
+    _assert_array(nb.batchnorm_forward(*args), ref.batchnorm_forward(*args), **_tol(case["dtype"]))
+
+
+@SETTINGS
+@given(case=channel_cases(), batch_stats=st.booleans())
+def test_batchnorm_backward_matches_twin(case, batch_stats):
+    args = [case[k] for k in ("g", "x", "mean", "inv_std", "gamma")] + [batch_stats]
+    for got, want in zip(nb.batchnorm_backward(*args), ref.batchnorm_backward(*args)):
+        _assert_array(got, want, rtol=1e-4 if case["dtype"] == np.float32 else 1e-10,
+                      atol=1e-4 if case["dtype"] == np.float32 else 1e-10)
+
+
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4), dtype=DTYPES,
+       seed=st.integers(0, 2**32 - 1))
+def test_relu_backward_matches_twin(shape, dtype, seed):
+    g, x = _randn(seed, shape, dtype), _randn(seed + 1, shape, dtype)
+    out = np.maximum(x, 0)
+    _assert_array(nb.relu_backward(g, out), ref.relu_backward(g, out))
+    np.testing.assert_array_equal(nb.relu_backward(g, out), g * (out > 0))
+
+
+# ---------------------------------------------------------------------------
 # Input handling and argument validation (both modules behave the same)
 # ---------------------------------------------------------------------------
 
@@ -417,6 +478,11 @@ def _maxpool_back(mod, argmax):
         (lambda m, x: m.nm_mask(np.zeros((2, 8)), 1, 0), "m"),
         (lambda m, x: m.nm_mask(np.full((2, 8), np.nan), 1, 4), "scores2d"),
         (lambda m, x: m.nm_mask(np.zeros(8), 1, 4), "scores2d"),
+        (lambda m, x: m.channel_stats(np.zeros((2, 3, 4))), "x"),
+        (lambda m, x: m.batchnorm_forward(x, *[np.zeros(2)] * 4), "mean"),
+        (lambda m, x: m.batchnorm_backward(x[:1], x, *[np.zeros(3)] * 3, True), "g"),
+        (lambda m, x: m.batchnorm_backward(x, x, np.zeros(3), np.zeros(3), np.zeros(4), True), "gamma"),
+        (lambda m, x: m.relu_backward(np.zeros(3), np.zeros(4)), "g"),
     ],
 )
 def test_invalid_arguments_raise_value_error(mod, call, word):
@@ -431,5 +497,9 @@ def test_wrong_dtype_raises_type_error(mod):
         mod.im2col(np.zeros((1, 1, 4, 4), dtype=np.int64), 2, 2, 1, 1)
     with pytest.raises(TypeError, match="scores2d"):
         mod.nm_mask(np.zeros((1, 4), dtype=np.float16), 2, 4)
+    with pytest.raises(TypeError, match="x"):
+        mod.channel_stats(np.zeros((2, 3), dtype=np.int32))
+    with pytest.raises(TypeError, match="out"):
+        mod.relu_backward(np.zeros(3), np.zeros(3, dtype=bool))
     with pytest.raises(TypeError, match="argmax"):
         mod.maxpool2d_backward(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2)), 4, 4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functions as F
+from .. import kernels as K
 from . import functional as fn
 from . import init
 from .module import Module, Parameter
@@ -67,7 +68,6 @@ class _BatchNorm(Module):
     running = (1 − momentum)·running + momentum·batch (PyTorch's convention; unbiased variance).
     """
 
-    _axes: tuple = ()
     _ndim: int = 0
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
@@ -86,7 +86,7 @@ class _BatchNorm(Module):
             raise ValueError(f"x: {type(self).__name__}({self.num_features}) expects "
                              f"{self._ndim}-D input with {self.num_features} channels, got {x.shape}")
         if self.training:
-            mean, var = x.data.mean(axis=self._axes), x.data.var(axis=self._axes)
+            mean, var = K.channel_stats(x.data)
             m = x.data.size // self.num_features
             self.running_mean = ((1 - self.momentum) * self.running_mean
                                  + self.momentum * mean).astype(np.float32)
@@ -94,7 +94,7 @@ class _BatchNorm(Module):
                                 + self.momentum * var * m / max(m - 1, 1)).astype(np.float32)
         else:
             mean, var = self.running_mean, self.running_var
-        return F.BatchNorm.apply(x, fn.masked(self.weight), fn.masked(self.bias), self._axes,
+        return F.BatchNorm.apply(x, fn.masked(self.weight), fn.masked(self.bias),
                                  self.eps, mean.astype(x.dtype), var.astype(x.dtype), self.training)
 
     def extra_repr(self):
@@ -102,11 +102,11 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    _axes, _ndim = (0,), 2
+    _ndim = 2
 
 
 class BatchNorm2d(_BatchNorm):
-    _axes, _ndim = (0, 2, 3), 4
+    _ndim = 4
 
 
 class ReLU(Module):
