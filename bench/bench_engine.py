@@ -13,9 +13,11 @@ are serial):
 1. Train step (forward + cross-entropy + backward + SGD momentum step) and inference (eval mode,
    no graph) for lenet_300_100, lenet5 and conv4. The PyTorch twin of each model is built from
    minprune's own module tree and gets a copy of minprune's weights, so the shapes and the
-   starting point are identical. minprune and torch calls alternate, so both see the same machine
-   load; "best" is the minimum over the repetitions, "median" the median. ratio = minprune / torch
-   (below 1: minprune is faster).
+   starting point are identical. minprune and torch run in alternating blocks of calls (the first
+   call of each block untimed: see time_pair), so both see the same machine load without paying
+   for the other's still-spinning threads; "best" is the minimum over the repetitions, "median"
+   the median. ratio = minprune / torch (below 1: minprune is faster). The OpenBLAS kernel family
+   in use is printed in the header (see minprune/_blas.py).
 2. Where a minprune training step spends its time: every Function's forward and backward, the
    optimizer, and the rest (autograd bookkeeping, Tensor wrapping), from timers wrapped around
    them during real steps. It also reports any intermediate that is not float32.
@@ -69,10 +71,9 @@ ARGS = parse_args() if __name__ == "__main__" else parse_args([])
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)
 
-import numpy as np  # noqa: E402
-
 sys.path.insert(0, str(ROOT))
-import minprune as mp  # noqa: E402
+import minprune as mp  # noqa: E402, I001  (before NumPy: it may pick OpenBLAS kernels, _blas.py)
+import numpy as np  # noqa: E402
 from minprune import functions as MF  # noqa: E402
 from minprune import kernels as MK  # noqa: E402
 from minprune.autograd import Context, Function  # noqa: E402
@@ -91,8 +92,16 @@ if not ARGS.no_torch:
 CLOCK = time.process_time if ARGS.clock == "cpu" else time.perf_counter
 
 
-def time_pair(f_a, f_b=None, warmup=3, reps=None, seconds=None):
-    """Alternate f_a() and f_b() after `warmup` calls of each; return ((best, median), ...) in ms."""
+def time_pair(f_a, f_b=None, warmup=3, reps=None, seconds=None, block=5):
+    """Time f_a() and f_b() in alternating blocks; return ((best, median), ...) in ms.
+
+    Each block is one untimed call followed by `block` timed calls of the same function. Why
+    blocks and not single alternating calls: after a call, OpenBLAS's worker threads keep
+    spinning for a while (and torch's OpenMP threads too), so a call that follows the *other*
+    framework's call shares the 2 cores with those spinning threads. One-by-one alternation made
+    torch's conv4 step 115 ms instead of the 68 ms it takes in steady state (and minprune's
+    lenet5 step 13 ms instead of 9.5), flattering whichever framework suffers less.
+    """
     reps = ARGS.reps if reps is None else reps
     seconds = ARGS.seconds if seconds is None else seconds
     fs = [f for f in (f_a, f_b) if f is not None]
@@ -103,9 +112,11 @@ def time_pair(f_a, f_b=None, warmup=3, reps=None, seconds=None):
     start = time.perf_counter()
     while len(times[0]) < reps or time.perf_counter() - start < seconds:
         for f, ts in zip(fs, times):
-            t0 = CLOCK()
-            f()
-            ts.append(CLOCK() - t0)
+            f()  # absorbs the switch from the other framework
+            for _ in range(block):
+                t0 = CLOCK()
+                f()
+                ts.append(CLOCK() - t0)
         if len(times[0]) >= 50 * reps:
             break
     out = [(min(ts) * 1e3, statistics.median(ts) * 1e3) for ts in times]
@@ -500,7 +511,9 @@ def main():
         tv = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
     print(f"numpy {np.__version__}, {tv}, Python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, "
-          f"clock: {ARGS.clock}, load average {os.getloadavg()[0]:.1f}\n")
+          f"clock: {ARGS.clock}, load average {os.getloadavg()[0]:.1f}")
+    print(f"OpenBLAS kernels: {mp._blas.openblas_core()} "
+          f"(OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})\n")
     workloads = [Workload(name, ARGS.batch) for name in ARGS.models]
     headline(workloads)
     if not ARGS.no_profile or not ARGS.no_layers:

@@ -259,6 +259,24 @@ def test_maxpool_ties_pick_first_and_nan_propagates():
 
 
 @SETTINGS
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=st.integers(2, 7), w=st.integers(2, 7),
+       values=st.sampled_from(["normal", "ties", "nan"]), dtype=DTYPES, seed=st.integers(0, 2**32 - 1))
+def test_maxpool_2x2_fast_path_matches_general_kernel_and_twin(n, c, h, w, values, dtype, seed):
+    """The unrolled 2x2/2 kernel gives the general kernel's answer, ties and NaN included."""
+    x = _randn(seed, (n, c, h, w), dtype)
+    if values == "ties":
+        x = np.round(x).astype(dtype)
+    elif values == "nan":
+        x[np.random.default_rng(seed).random(x.shape) < 0.3] = np.nan
+    oh, ow = h // 2, w // 2
+    general = nb._maxpool2d_forward_nb(x, 2, 2, 2, 2, np.empty((n, c, oh, ow), dtype),
+                                       np.empty((n, c, oh, ow), np.int32))
+    for got in (nb.maxpool2d_forward(x, 2, 2, 2, 2), ref.maxpool2d_forward(x, 2, 2, 2, 2)):
+        np.testing.assert_array_equal(got[0], general[0])
+        np.testing.assert_array_equal(got[1], general[1])
+
+
+@SETTINGS
 @given(case=window_cases())
 def test_maxpool_backward_matches_twin(case):
     x = _x(case)
