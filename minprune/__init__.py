@@ -6,9 +6,10 @@
     mp.train.fit(model, (x, y), epochs=5)
     mp.prune.prune(model, 0.9, criterion="magnitude", scope="global")
 """
-from . import _blas
+from . import _blas, _malloc
 
 _blas.prefer_avx512_kernels()   # before NumPy loads OpenBLAS; see _blas.py
+_malloc.keep_freed_memory()     # no page faults for the activations of every step; see _malloc.py
 
 from . import data, exercises, experiments, models, nn, optim, plots, prune, train
 from .autograd import no_grad
