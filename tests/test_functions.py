@@ -300,6 +300,27 @@ def test_conv2d(rng, stride, padding, kernel, bias):
         grad_check(lambda xx, ww: fn.conv2d(xx, ww, None, stride, padding), x, w)
 
 
+def test_conv2d_graphs_do_not_share_buffers(rng):
+    """forward(a), forward(b), then backward(b), backward(a): each gets its own gradients, though
+    Conv2d reuses its big temporaries (functions._Workspace) across calls."""
+    w = Tensor(randn(rng, 4, 8, 3, 3), requires_grad=True)
+    # 16·32·32 × 8·3·3 float32: a 4.7 MB patch matrix, big enough to come from the workspace
+    xa, xb = (Tensor(randn(rng, 16, 8, 32, 32), requires_grad=True) for _ in range(2))
+    alone = []
+    for x in (xa, xb):
+        fn.conv2d(x, w, padding=1).sum().backward()
+        alone.append((x.grad.copy(), w.grad.copy()))
+        x.grad = w.grad = None
+    ya, yb = fn.conv2d(xa, w, padding=1), fn.conv2d(xb, w, padding=1)
+    yb.sum().backward()
+    np.testing.assert_array_equal(xb.grad, alone[1][0])
+    np.testing.assert_array_equal(w.grad, alone[1][1])
+    w.grad = None
+    ya.sum().backward()
+    np.testing.assert_array_equal(xa.grad, alone[0][0])
+    np.testing.assert_array_equal(w.grad, alone[0][1])
+
+
 def test_conv2d_input_gradient_skipped_when_not_needed(rng):
     x = Tensor(randn(rng, 1, 1, 4, 4), dtype=np.float64)
     w = Tensor(randn(rng, 2, 1, 3, 3), requires_grad=True, dtype=np.float64)
