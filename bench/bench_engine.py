@@ -35,6 +35,7 @@ Without torch installed it still runs: the torch columns are left out and a note
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -63,6 +64,9 @@ def parse_args(argv=None):
     p.add_argument("--no-profile", action="store_true", help="skip the per-op profile")
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer conv breakdown")
     p.add_argument("--no-cold-start", action="store_true", help="skip the cold/warm start timing")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="headline: fresh processes per framework, alternating (default 2 each)")
+    p.add_argument("--worker", choices=["minprune", "torch"], help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -80,7 +84,7 @@ from minprune.autograd import Context, Function  # noqa: E402
 from minprune.nn import functional as mfn  # noqa: E402
 
 torch = None
-if not ARGS.no_torch:
+if not ARGS.no_torch and ARGS.worker != "minprune":
     try:
         import torch
         import torch.nn.functional as TF
@@ -218,30 +222,75 @@ class Workload:
 
 
 # --- 1. the headline table -----------------------------------------------------------------------------
+def worker():
+    """Run in a fresh process by headline(): time one framework's steps, print one JSON line each."""
+    for name in ARGS.models:
+        w = Workload(name, ARGS.batch)
+        steps = ((("train", w.mp_train), ("inference", w.mp_infer)) if ARGS.worker == "minprune"
+                 else (("train", w.torch_train), ("inference", w.torch_infer)))
+        for mode, f in steps:
+            best, median = time_pair(f)
+            print(json.dumps({"model": name, "mode": mode, "best": best, "median": median}), flush=True)
+
+
+def run_workers(framework):
+    """{(model, mode): (best, median)} from one fresh worker process of `framework`."""
+    cmd = [sys.executable, __file__, "--worker", framework, "--models", *ARGS.models,
+           "--batch", str(ARGS.batch), "--threads", str(ARGS.threads), "--seconds", str(ARGS.seconds),
+           "--reps", str(ARGS.reps), "--clock", ARGS.clock]
+    # torch runs as torch users run it: without minprune's allocator setting (see _malloc.py)
+    env = dict(os.environ, **({"MINPRUNE_NO_MALLOC_TUNING": "1"} if framework == "torch" else {}))
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return {(r["model"], r["mode"]): (r["best"], r["median"]) for r in rows}
+
+
 def headline(workloads):
+    """Each framework times its steps in its own fresh process, the processes alternating.
+
+    Why processes and not one process: frameworks in one process disturb each other. Their worker
+    threads keep spinning after a call (OpenBLAS's, torch's OpenMP pool) and take a core from
+    the other framework's next call, and torch's allocations changed how glibc's malloc served
+    minprune's arrays (2x on LeNet-5 before minprune tuned malloc itself). Alone in a process,
+    each runs as its users run it. The logits of both are compared here first (same weights).
+    """
     print("== Train step and inference, batch %d, float32, %d threads ==" % (ARGS.batch, ARGS.threads))
+    print(f"(each framework in its own process, {ARGS.rounds} alternating rounds; best of all "
+          f"repetitions, median of the rounds' medians)")
+    frameworks = ["minprune"] + (["torch"] if torch is not None else [])
     if torch is None:
         print("(torch is not installed: minprune times only, no ratios. `make bench` installs it.)")
+    for w in workloads:
+        if torch is not None:
+            diff = w.check_same()
+            assert diff < 1e-3, f"{w.name}: minprune and torch twins disagree by {diff}"
+    runs = defaultdict(list)  # (framework, model, mode) -> [(best, median) per round]
+    for _ in range(ARGS.rounds):
+        for fw in frameworks:
+            for key, value in run_workers(fw).items():
+                runs[(fw, *key)].append(value)
+
+    def summary(fw, name, mode):
+        vals = runs[(fw, name, mode)]
+        return min(v[0] for v in vals), statistics.median(v[1] for v in vals)
+
+    if torch is None:
         print(f"{'model':<15} {'mode':<10} {'minprune best':>14} {'median':>9}")
     else:
         print(f"{'model':<15} {'mode':<10} {'minprune ms':>12} {'torch ms':>9} {'ratio':>7}"
               f"   {'(median: mp':>12} {'torch':>7} {'ratio)':>7}")
     rows = []
-    for w in workloads:
-        if torch is not None:
-            diff = w.check_same()
-            assert diff < 1e-3, f"{w.name}: minprune and torch twins disagree by {diff}"
-        for mode, f_mp, f_t in (("train", w.mp_train, w.torch_train),
-                                ("inference", w.mp_infer, w.torch_infer)):
+    for name in ARGS.models:
+        for mode in ("train", "inference"):
+            bm, mm = summary("minprune", name, mode)
             if torch is None:
-                (b, m) = time_pair(f_mp)
-                print(f"{w.name:<15} {mode:<10} {b:>14.2f} {m:>9.2f}", flush=True)
-                rows.append((w.name, mode, b, None))
+                print(f"{name:<15} {mode:<10} {bm:>14.2f} {mm:>9.2f}", flush=True)
+                rows.append((name, mode, bm, None))
                 continue
-            (bm, mm), (bt, mt) = time_pair(f_mp, f_t)
-            print(f"{w.name:<15} {mode:<10} {bm:>12.2f} {bt:>9.2f} {bm / bt:>7.2f}"
+            bt, mt = summary("torch", name, mode)
+            print(f"{name:<15} {mode:<10} {bm:>12.2f} {bt:>9.2f} {bm / bt:>7.2f}"
                   f"   {mm:>12.2f} {mt:>7.2f} {mm / mt:>7.2f}", flush=True)
-            rows.append((w.name, mode, bm, bt))
+            rows.append((name, mode, bm, bt))
     return rows
 
 
@@ -504,6 +553,10 @@ def cold_start():
 
 
 def main():
+    if ARGS.worker:
+        if ARGS.worker == "torch":
+            torch.set_num_threads(ARGS.threads)
+        return worker()
     import platform
     tv = f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else "torch missing"
     if torch is not None:
