@@ -300,6 +300,14 @@ def test_conv2d(rng, stride, padding, kernel, bias):
         grad_check(lambda xx, ww: fn.conv2d(xx, ww, None, stride, padding), x, w)
 
 
+@pytest.mark.parametrize("kernel, padding", [((3, 3), (1, 1)), ((3, 2), (0, 1)), ((2, 3), (1, 2)),
+                                             ((1, 1), (0, 0)), ((5, 5), (2, 2))])
+def test_conv2d_input_gradient_as_a_flipped_convolution(rng, kernel, padding):
+    """Stride 1 with out ≤ in channels: backward convolves g with the flipped kernel (no col2im)."""
+    x, w, b = randn(rng, 2, 3, 6, 5), randn(rng, 2, 3, *kernel), randn(rng, 2)
+    grad_check(lambda xx, ww, bb: fn.conv2d(xx, ww, bb, 1, padding), x, w, b)
+
+
 def test_conv2d_graphs_do_not_share_buffers(rng):
     """forward(a), forward(b), then backward(b), backward(a): each gets its own gradients, though
     Conv2d reuses its big temporaries (functions._Workspace) across calls."""
