@@ -77,6 +77,7 @@ POOL_CASES = [
     ("pool 2x2", (128, 32, 28, 28)),
 ]
 NM_CASES = [("conv4b weight", (64, 576)), ("VGG weight", (512, 4608))]
+BN_CASES = [("conv4 block 1", (128, 32, 28, 28)), ("conv4 block 2", (128, 64, 14, 14))]
 
 
 def shape_str(shape, extra=""):
@@ -198,6 +199,46 @@ def run_table(dtype):
             ),
         )
 
+    for _, shape in BN_CASES:
+        x = rng.standard_normal(shape).astype(dtype)
+        g = rng.standard_normal(shape).astype(dtype)
+        C = shape[1]
+        mean, inv_std = x.mean(axis=(0, 2, 3)), np.ones(C, dtype)
+        gamma, beta = np.ones(C, dtype), np.zeros(C, dtype)
+        relu_out = np.maximum(x, 0)
+        label = shape_str(shape)
+        tx = tg = tw = tb = to = None
+        if torch:
+            tx, tg, to = torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(relu_out)
+            tw, tb = torch.from_numpy(gamma), torch.from_numpy(beta)
+        add(
+            "channel_stats",
+            label,
+            lambda x=x: nb.channel_stats(x),
+            lambda x=x: ref.channel_stats(x),
+            lambda tx=tx: torch.var_mean(tx, dim=(0, 2, 3), unbiased=False),
+        )
+        add(
+            "batchnorm_forward",
+            label,
+            lambda a=(x, mean, inv_std, gamma, beta): nb.batchnorm_forward(*a),
+            lambda a=(x, mean, inv_std, gamma, beta): ref.batchnorm_forward(*a),
+            lambda tx=tx, tw=tw, tb=tb: F.batch_norm(tx, None, None, tw, tb, training=True),
+        )
+        add(
+            "batchnorm_backward",
+            label,
+            lambda a=(g, x, mean, inv_std, gamma, True): nb.batchnorm_backward(*a),
+            lambda a=(g, x, mean, inv_std, gamma, True): ref.batchnorm_backward(*a),
+        )
+        add(
+            "relu_backward",
+            label,
+            lambda g=g, o=relu_out: nb.relu_backward(g, o),
+            lambda g=g, o=relu_out: ref.relu_backward(g, o),
+            lambda tg=tg, to=to: torch.ops.aten.threshold_backward(tg, to, 0),
+        )
+
     for _, (R, K) in NM_CASES:
         s = np.abs(rng.standard_normal((R, K))).astype(dtype)
         ts = torch.from_numpy(s) if torch else None
@@ -236,6 +277,10 @@ for dt in DTYPES:
     k.maxpool2d_backward(out, am, 8, 8)
     k.avgpool2d_backward(k.avgpool2d_forward(x, 2, 2, 2, 2), 8, 8, 2, 2, 2, 2)
     k.nm_mask(np.ones((4, 8), dt), 2, 4)
+    m, v = k.channel_stats(x)
+    y = k.batchnorm_forward(x, m, v, m, v)
+    k.batchnorm_backward(y, x, m, v, m, True)
+    k.relu_backward(y, x)
 t2 = time.perf_counter()
 print(f"{t1 - t0:.3f} {t2 - t1:.3f}")
 """
