@@ -1,9 +1,10 @@
-"""Numba kernels for the memory-moving parts of convolution and pooling.
+"""Numba kernels for the memory-bound parts of the engine.
 
-Every kernel here only *moves* memory (copy, gather, scatter-add, transpose,
-small reductions over pooling windows). The arithmetic-heavy part of a
-convolution is left to a single BLAS matrix multiply done by the caller with
-NumPy's ``@``::
+Every kernel here is limited by memory traffic, not arithmetic: it moves data
+(copy, gather, scatter-add, transpose, pooling windows) or makes one or two
+fused elementwise passes where NumPy would make many (BatchNorm, ReLU's
+backward). The arithmetic-heavy part of a convolution is left to a single BLAS
+matrix multiply done by the caller with NumPy's ``@``::
 
     xp   = pad2d(x, ph, pw)                          # (N, C, Hp, Wp)
     cols = im2col(xp, kh, kw, sh, sw)                # (N*OH*OW, C*kh*kw)
