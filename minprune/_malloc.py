@@ -17,7 +17,6 @@ OS, never what a program computes.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -32,8 +31,7 @@ def keep_freed_memory() -> bool:
     if not sys.platform.startswith("linux") or os.environ.get("MINPRUNE_NO_MALLOC_TUNING"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the interpreter itself runs on
     except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)

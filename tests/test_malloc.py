@@ -38,3 +38,11 @@ def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again():
     tuned, untuned = _faults(), _faults(MINPRUNE_NO_MALLOC_TUNING="1")
     # measured here: 17-63 faults per step with the setting, 516-1,311 with glibc's defaults
     assert tuned * 5 < untuned
+
+
+def test_opt_out_and_return_value(monkeypatch):
+    from minprune import _malloc
+    monkeypatch.setenv("MINPRUNE_NO_MALLOC_TUNING", "1")
+    assert _malloc.keep_freed_memory() is False
+    monkeypatch.delenv("MINPRUNE_NO_MALLOC_TUNING")
+    assert _malloc.keep_freed_memory() is True     # glibc on Linux accepts both thresholds
