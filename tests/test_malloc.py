@@ -1,5 +1,6 @@
 """minprune._malloc: freed activation-sized buffers are reused, not re-faulted from the OS."""
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = [pytest.mark.task2,
-              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc setting")]
+              pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc malloc setting")]
 
 # Page faults of three LeNet-5 training steps after two warm-up steps (a fresh process each).
 _PROBE = """
