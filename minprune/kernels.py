@@ -740,12 +740,7 @@ def batchnorm_backward(g, x, mean, inv_std, gamma, batch_stats):
     three-term formula dx = γ·inv_std/m·(m·g − Σg − x̂·Σg·x̂), m = elements per channel; without
     (eval: fixed running statistics) dx = γ·inv_std·g. dγ = Σ g·x̂, dβ = Σ g, x̂ = (x − μ)·inv_std.
     """
-    x3 = _channels_view("x", x)
-    g3 = _channels_view("g", g)
-    if g3.shape != x3.shape or g3.dtype != x3.dtype:
-        raise ValueError(f"g must match x: shape {np.shape(x)} dtype {x3.dtype}, "
-                         f"got {np.shape(g)} {g3.dtype}")
-    mean, inv_std, gamma = _per_channel(x3, mean=mean, inv_std=inv_std, gamma=gamma)
+    g3, x3, mean, inv_std, gamma = _batchnorm_backward_args(g, x, mean, inv_std, gamma)
     C = x3.shape[1]
     dx = np.empty(x3.shape, dtype=x3.dtype)
     dgamma = np.empty(C, dtype=x3.dtype)
@@ -753,6 +748,16 @@ def batchnorm_backward(g, x, mean, inv_std, gamma, batch_stats):
     dx, dgamma, dbeta = _batchnorm_backward_nb(g3, x3, mean, inv_std, gamma, bool(batch_stats),
                                                dx, dgamma, dbeta)
     return dx.reshape(np.shape(x)), dgamma, dbeta
+
+
+def _batchnorm_backward_args(g, x, mean, inv_std, gamma):
+    """g and x as matching (N, C, P) arrays, then the per-channel vectors, all checked."""
+    x3 = _channels_view("x", x)
+    g3 = _channels_view("g", g)
+    if g3.shape != x3.shape or g3.dtype != x3.dtype:
+        raise ValueError(f"g must match x: shape {np.shape(x)} dtype {x3.dtype}, "
+                         f"got {np.shape(g)} {g3.dtype}")
+    return (g3, x3, *_per_channel(x3, mean=mean, inv_std=inv_std, gamma=gamma))
 
 
 def _channels_view(name, x):
@@ -788,14 +793,17 @@ def relu_backward(g, out):
 
     g, out: arrays of one shape and float dtype (`out` is the forward's result max(x, 0)).
     """
-    g = np.asarray(g)
-    out = np.asarray(out)
+    g, out = _relu_backward_args(g, out)
+    dx = np.empty(g.size, dtype=np.result_type(g, out))
+    return _relu_backward_nb(g.reshape(-1), out.reshape(-1), dx).reshape(out.shape)
+
+
+def _relu_backward_args(g, out):
+    """g and out as float arrays of one shape."""
+    g, out = np.asarray(g), np.asarray(out)
     if g.shape != out.shape:
         raise ValueError(f"g must have the shape of out {out.shape}, got {g.shape}")
-    g = _float_array("g", g, g.ndim).reshape(-1)
-    o = _float_array("out", out, out.ndim).reshape(-1)
-    dx = np.empty(g.shape, dtype=np.result_type(g, o))
-    return _relu_backward_nb(g, o, dx).reshape(out.shape)
+    return _float_array("g", g, g.ndim), _float_array("out", out, out.ndim)
 
 
 # ---------------------------------------------------------------------------

@@ -35,7 +35,15 @@ __all__ = [
 ]
 
 # The argument checks are the kernels' own, so both raise exactly the same errors.
-from .kernels import _channels_view, _float_array, _int_arg, _per_channel, _window_count  # noqa: E402
+from .kernels import (  # noqa: E402
+    _batchnorm_backward_args,
+    _channels_view,
+    _float_array,
+    _int_arg,
+    _per_channel,
+    _relu_backward_args,
+    _window_count,
+)
 
 
 def _windows(x, kh, kw, sh, sw):
@@ -246,12 +254,7 @@ def batchnorm_forward(x, mean, inv_std, gamma, beta):
 
 
 def batchnorm_backward(g, x, mean, inv_std, gamma, batch_stats):
-    x3 = _channels_view("x", x)
-    g3 = _channels_view("g", g)
-    if g3.shape != x3.shape or g3.dtype != x3.dtype:
-        raise ValueError(f"g must match x: shape {np.shape(x)} dtype {x3.dtype}, "
-                         f"got {np.shape(g)} {g3.dtype}")
-    mean, inv_std, gamma = _per_channel(x3, mean=mean, inv_std=inv_std, gamma=gamma)
+    g3, x3, mean, inv_std, gamma = _batchnorm_backward_args(g, x, mean, inv_std, gamma)
     xhat = (x3 - mean[:, None]) * inv_std[:, None]
     dgamma = (g3 * xhat).sum(axis=(0, 2), dtype=np.float64)
     dbeta = g3.sum(axis=(0, 2), dtype=np.float64)
@@ -265,9 +268,5 @@ def batchnorm_backward(g, x, mean, inv_std, gamma, batch_stats):
 
 
 def relu_backward(g, out):
-    g, out = np.asarray(g), np.asarray(out)
-    if g.shape != out.shape:
-        raise ValueError(f"g must have the shape of out {out.shape}, got {g.shape}")
-    g = _float_array("g", g, g.ndim)
-    out = _float_array("out", out, out.ndim)
+    g, out = _relu_backward_args(g, out)
     return np.where(out > 0, g, 0).astype(np.result_type(g, out))
