@@ -59,13 +59,18 @@ def _observe(model, x, handles):
             h.remove()
 
 
-def _trace(model, input_shape):
-    """Run one example through the model; record each prunable layer's input/output shapes in
-    execution order (the order data flows, which is what the dependency rules need)."""
+def check_input_shape(input_shape):
+    """ValueError unless `input_shape` is one example's shape: a tuple of positive ints."""
     if not isinstance(input_shape, (tuple, list)) or not all(isinstance(d, int) and d > 0
                                                               for d in input_shape):
         raise ValueError(f"input_shape: expected a tuple of positive ints without the batch "
                          f"dimension, e.g. (1, 28, 28), got {input_shape!r}")
+
+
+def _trace(model, input_shape):
+    """Run one example through the model; record each prunable layer's input/output shapes in
+    execution order (the order data flows, which is what the dependency rules need)."""
+    check_input_shape(input_shape)
     names = {id(m): n for n, m in model.named_modules()}
     trace, handles = [], []
     for m in model.modules():

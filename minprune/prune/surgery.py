@@ -30,6 +30,7 @@ from ..autograd import no_grad
 from ..models import Classifier
 from ..tensor import Tensor
 from .masks import PRUNABLE_TYPES
+from .metrics import check_input_shape
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 _PASS_THROUGH = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, nn.Dropout)
@@ -165,10 +166,7 @@ def measured_speedup(model, input_shape, compacted=None, batch_size=128, repeats
     Measured on this machine, batch `batch_size`, eval mode, random inputs of `input_shape`
     (no batch dimension). Compare with `theoretical_speedup`: the ratio of multiply-adds.
     """
-    if not isinstance(input_shape, (tuple, list)) or not all(isinstance(d, int) and d > 0
-                                                              for d in input_shape):
-        raise ValueError(f"input_shape: expected a tuple of positive ints without the batch "
-                         f"dimension, e.g. (1, 28, 28), got {input_shape!r}")
+    check_input_shape(input_shape)
     for name, value in (("batch_size", batch_size), ("repeats", repeats)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: expected a positive int, got {value!r}")
