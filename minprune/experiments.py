@@ -116,6 +116,10 @@ class ResultsFile:
         k = self.key(fields)
         return any(self.key(r) == k for r in self.rows)
 
+    def where(self, **allowed) -> list[dict]:
+        """The rows whose every named field is one of the allowed values (this run's rows)."""
+        return [r for r in self.rows if all(r[k] in values for k, values in allowed.items())]
+
     def add(self, row: dict):
         self.rows.append(row)
         fields = list(dict.fromkeys(k for r in self.rows for k in r))
@@ -214,8 +218,7 @@ def sweep(model="lenet_300_100", dataset="mnist5k", strategies=tuple(STRATEGIES)
                 results.add(row)
                 bar.update(1)
     bar.close()
-    rows = [r for r in results.rows if r["strategy"] in strategies and r["sparsity"] in sparsities
-            and r["seed"] in seeds]
+    rows = results.where(strategy=strategies, sparsity=sparsities, seed=seeds)
     _sweep_figures(rows, Path(out))
     return rows
 
@@ -291,7 +294,7 @@ def compare_schedules(model="lenet_300_100", dataset="mnist5k", sparsities=(0.9,
                                  seconds=time.perf_counter() - start))
                 bar.update(1)
     bar.close()
-    rows = [r for r in results.rows if r["seed"] in seeds and r["sparsity"] in sparsities]
+    rows = results.where(seed=seeds, sparsity=sparsities)
     _curve_figure(rows, "schedule", Path(out), "schedules.png",
                   f"{model}: one-shot vs iterative vs gradual, {budget} epochs of retraining")
     return rows
@@ -333,7 +336,7 @@ def compare_at_init(model="lenet_300_100", dataset="mnist5k", sparsities=(0.9, 0
                                  seconds=time.perf_counter() - start))
                 bar.update(1)
     bar.close()
-    rows = [r for r in results.rows if r["seed"] in seeds and r["sparsity"] in sparsities]
+    rows = results.where(seed=seeds, sparsity=sparsities)
     _curve_figure(rows, "method", Path(out), "at_init.png",
                   f"{model}: pruning before training vs after")
     return rows
@@ -389,7 +392,7 @@ def distribution(model="lenet5", dataset="mnist5k", seeds=(0,), epochs=20, finet
         plots.plot_weight_histogram(m, ax=ax)
         ax.set_title(case, fontsize=9)
     _save_figure(fig, out / "weight_distributions.png")
-    return [r for r in results.rows if r["seed"] in seeds]
+    return results.where(seed=seeds)
 
 
 def lottery_experiment(model="lenet_300_100", dataset="mnist5k", seeds=(0,), epochs=10,
@@ -419,7 +422,7 @@ def lottery_experiment(model="lenet_300_100", dataset="mnist5k", seeds=(0,), epo
                                  measured_sparsity=h["sparsity"], rewind_to=rewind_to))
             bar.update(1)
     bar.close()
-    rows = [r for r in results.rows if r["seed"] in seeds]
+    rows = results.where(seed=seeds)
     _curve_figure(rows, "kind", Path(out), "lottery.png",
                   f"{model}: winning ticket vs random re-initialisation")
     return rows

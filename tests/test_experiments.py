@@ -86,6 +86,17 @@ def test_results_file_is_replaced_atomically(tmp_path, monkeypatch):
     assert read_csv(tmp_path / "results.csv") == [{"a": "1", "b": "0.5"}]
 
 
+def test_results_file_rows_of_this_run(tmp_path):
+    results = E.ResultsFile(tmp_path / "results.csv", ("seed", "sparsity"))
+    for seed in (0, 1):
+        for sp in (0.5, 0.9):
+            results.add({"seed": seed, "sparsity": sp})
+    assert results.where(seed=(1,), sparsity=(0.5, 0.9)) == [{"seed": 1, "sparsity": 0.5},
+                                                            {"seed": 1, "sparsity": 0.9}]
+    assert E.ResultsFile(tmp_path / "results.csv", ("seed",)).where(sparsity=(0.9,)) == [
+        {"seed": 0, "sparsity": 0.9}, {"seed": 1, "sparsity": 0.9}]  # also after reading the csv
+
+
 def test_parse_strategy():
     assert E.parse_strategy("global_gradient") == {"criterion": "gradient", "scope": "global"}
     assert E.parse_strategy("taylor/layerwise/filter") == {
