@@ -13,11 +13,11 @@ are serial):
 1. Train step (forward + cross-entropy + backward + SGD momentum step) and inference (eval mode,
    no graph) for lenet_300_100, lenet5 and conv4. The PyTorch twin of each model is built from
    minprune's own module tree and gets a copy of minprune's weights, so the shapes and the
-   starting point are identical. minprune and torch run in alternating blocks of calls (the first
-   call of each block untimed: see time_pair), so both see the same machine load without paying
-   for the other's still-spinning threads; "best" is the minimum over the repetitions, "median"
-   the median. ratio = minprune / torch (below 1: minprune is faster). The OpenBLAS kernel family
-   in use is printed in the header (see minprune/_blas.py).
+   starting point are identical. Each framework times its steps in its own fresh process, the
+   processes alternating (see headline), so neither pays for the other's still-spinning threads
+   or allocator state; "best" is the minimum over the repetitions, "median" the median.
+   ratio = minprune / torch (below 1: minprune is faster). The OpenBLAS kernel family in use is
+   printed in the header (see minprune/_blas.py).
 2. Where a minprune training step spends its time: every Function's forward and backward, the
    optimizer, and the rest (autograd bookkeeping, Tensor wrapping), from timers wrapped around
    them during real steps. It also reports any intermediate that is not float32.
@@ -96,39 +96,24 @@ if not ARGS.no_torch and ARGS.worker != "minprune":
 CLOCK = time.process_time if ARGS.clock == "cpu" else time.perf_counter
 
 
-def time_pair(f_a, f_b=None, warmup=3, reps=None, seconds=None, block=5):
-    """Time f_a() and f_b() in alternating blocks; return ((best, median), ...) in ms.
-
-    Each block is one untimed call followed by `block` timed calls of the same function. Why
-    blocks and not single alternating calls: after a call, OpenBLAS's worker threads keep
-    spinning for a while (and torch's OpenMP threads too), so a call that follows the *other*
-    framework's call shares the 2 cores with those spinning threads. One-by-one alternation made
-    torch's conv4 step 115 ms instead of the 68 ms it takes in steady state (and minprune's
-    lenet5 step 13 ms instead of 9.5), flattering whichever framework suffers less.
-    """
+def time_calls(f, warmup=3, reps=None, seconds=None):
+    """Call f() `warmup` times untimed, then time it at least `reps` times and for at least
+    `seconds`; return (best, median) in ms. One framework at a time: see headline()."""
     reps = ARGS.reps if reps is None else reps
     seconds = ARGS.seconds if seconds is None else seconds
-    fs = [f for f in (f_a, f_b) if f is not None]
     for _ in range(warmup):
-        for f in fs:
-            f()
-    times = [[] for _ in fs]
+        f()
+    times = []
     start = time.perf_counter()
-    while len(times[0]) < reps or time.perf_counter() - start < seconds:
-        for f, ts in zip(fs, times):
-            f()  # absorbs the switch from the other framework
-            for _ in range(block):
-                t0 = CLOCK()
-                f()
-                ts.append(CLOCK() - t0)
-        if len(times[0]) >= 50 * reps:
-            break
-    out = [(min(ts) * 1e3, statistics.median(ts) * 1e3) for ts in times]
-    return out if f_b is not None else out[0]
+    while (len(times) < reps or time.perf_counter() - start < seconds) and len(times) < 50 * reps:
+        t0 = CLOCK()
+        f()
+        times.append(CLOCK() - t0)
+    return min(times) * 1e3, statistics.median(times) * 1e3
 
 
 def best_ms(f, reps=7, seconds=0.3):
-    return time_pair(f, warmup=2, reps=reps, seconds=seconds)[0]
+    return time_calls(f, warmup=2, reps=reps, seconds=seconds)[0]
 
 
 # --- models -----------------------------------------------------------------------------------------
@@ -229,7 +214,7 @@ def worker():
         steps = ((("train", w.mp_train), ("inference", w.mp_infer)) if ARGS.worker == "minprune"
                  else (("train", w.torch_train), ("inference", w.torch_infer)))
         for mode, f in steps:
-            best, median = time_pair(f)
+            best, median = time_calls(f)
             print(json.dumps({"model": name, "mode": mode, "best": best, "median": median}), flush=True)
 
 
