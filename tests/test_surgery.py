@@ -18,10 +18,6 @@ def _outputs(model, x=X, train=False):
         return model(mp.Tensor(x)).data
 
 
-def _widths(model):
-    return [m.weight.shape[:2] for m in mp.prune.prunable_layers(model).values()]
-
-
 @pytest.mark.parametrize("name", ["lenet_300_100", "lenet5", "conv4"])
 @pytest.mark.parametrize("granularity", ["filter", "channel", "unstructured", "2:4"])
 def test_compact_keeps_the_outputs(name, granularity):
@@ -46,7 +42,8 @@ def test_filter_pruning_removes_exactly_the_pruned_filters():
                    exclude="classifier.3")
     small = surgery.compact(model)
     # each layer keeps round(0.5·n) filters; each next layer loses the matching input channels
-    assert _widths(small) == [(16, 1), (16, 16), (32, 16), (32, 32), (128, 32 * 7 * 7), (10, 128)]
+    widths = [m.weight.shape[:2] for m in mp.prune.prunable_layers(small).values()]
+    assert widths == [(16, 1), (16, 16), (32, 16), (32, 32), (128, 32 * 7 * 7), (10, 128)]
     np.testing.assert_allclose(_outputs(small), _outputs(model), rtol=1e-4, atol=1e-5)
     # the BatchNorms shrank with their convolutions
     bns = [m for m in small.modules() if isinstance(m, mp.nn.BatchNorm2d)]
