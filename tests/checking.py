@@ -1,5 +1,15 @@
-"""Shared helpers for testing the lesson checkers in minprune.exercises."""
+"""Shared helpers for testing the lesson checkers in minprune.exercises.
+
+Every exercise is tested the same way: the reference answer passes the self-check and hidden
+variants; typical half-right answers fail with a hint; an answer that calls the library function the
+exercise asks for fails (the library is blocked while the answer runs); an answer that hard-codes the
+self-check's results fails the hidden variants.
+"""
 import pytest
+
+from minprune.exercises import WriteItYourself
+
+HIDDEN = [11, 2024, 987654321]   # hidden-variant seeds the tests use (the grader draws its own)
 
 
 def accepts(check, *args, capsys):
@@ -17,3 +27,29 @@ def rejects(check, *args, match=None):
 def fails(check, answer, hint):
     """Shorthand: the checker rejects one answer with a hint matching `hint`."""
     rejects(check, answer, match=hint)
+
+
+def passes_hidden(check, answer, seeds=HIDDEN):
+    """The answer passes the hidden variants too (not only the self-check's fixed cases)."""
+    for seed in seeds:
+        check(answer, variant=seed)
+
+
+def blocked(check, answer):
+    """An answer that calls the library's own implementation is refused, without naming it."""
+    with pytest.raises(WriteItYourself, match=r"asks you to write this yourself") as err:
+        check(answer)
+    return err.value
+
+
+def fails_hidden(check, answer, seeds=HIDDEN):
+    """The answer passes the self-check but fails at least one hidden variant (e.g. it hard-codes
+    the self-check's expected values)."""
+    check(answer)
+    failures = 0
+    for seed in seeds:
+        try:
+            check(answer, variant=seed)
+        except AssertionError:
+            failures += 1
+    assert failures, "a hard-coded answer passed every hidden variant"

@@ -44,3 +44,13 @@ def mnist_small():
     """256 training digits from the embedded MNIST-5k (balanced over classes)."""
     (x, y), _ = mp.data.load_mnist5k()
     return mp.data.subset(x, y, 256, seed=0)
+
+
+def pytest_collection_modifyitems(items):
+    """Mark tests by lesson, so `pytest -m lesson06` runs lesson 06's notebook and checker tests:
+    a test file named test_lessonNN*.py, or a test parametrized by a lesson notebook NN_title."""
+    import re
+    for item in items:
+        m = re.search(r"test_lesson(\d\d)", item.path.name) or re.search(r"\[(\d\d)_", item.nodeid)
+        if m:
+            item.add_marker(f"lesson{m.group(1)}")

@@ -7,7 +7,7 @@ from minprune import autograd
 from minprune.autograd import Function
 from minprune.tensor import Tensor
 
-pytestmark = pytest.mark.task2
+pytestmark = pytest.mark.engine
 
 
 def leaf(values):

@@ -8,7 +8,7 @@ import pytest
 
 from minprune import _blas
 
-pytestmark = pytest.mark.task2
+pytestmark = pytest.mark.engine
 
 AVX512 = {"avx2", "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512cd", "avx512_bf16"}
 

@@ -11,7 +11,7 @@ from minprune import nn
 from minprune.prune import criteria as C
 from minprune.prune.masks import prunable_layers
 
-pytestmark = pytest.mark.task3
+pytestmark = pytest.mark.pruning
 
 DATA_DRIVEN = ["gradient", "taylor", "snip", "fisher", "obd", "grasp", "activation", "apoz"]
 

@@ -13,7 +13,7 @@ import pytest
 
 from minprune import data
 
-pytestmark = pytest.mark.task2
+pytestmark = pytest.mark.engine
 
 FILES = data._FILES
 

@@ -7,7 +7,7 @@ from checking import rejects as _rejects
 import minprune as mp
 import minprune.exercises as ex
 
-pytestmark = pytest.mark.task2
+pytestmark = pytest.mark.engine
 
 
 

@@ -8,7 +8,7 @@ from checking import rejects as _rejects
 import minprune as mp
 import minprune.exercises as ex
 
-pytestmark = pytest.mark.task3
+pytestmark = pytest.mark.pruning
 
 
 

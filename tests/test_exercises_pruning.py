@@ -7,7 +7,7 @@ from checking import fails as _fails
 import minprune as mp
 import minprune.exercises as ex
 
-pytestmark = pytest.mark.task3
+pytestmark = pytest.mark.pruning
 
 
 def _weights(model):

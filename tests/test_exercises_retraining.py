@@ -11,7 +11,7 @@ import minprune.exercises as ex
 from minprune import experiments
 from minprune.prune import schedules
 
-pytestmark = pytest.mark.task4
+pytestmark = pytest.mark.schedules
 
 
 def _weights(model):

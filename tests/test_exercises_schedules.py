@@ -9,7 +9,7 @@ from checking import fails as _fails
 import minprune as mp
 import minprune.exercises as ex
 
-pytestmark = pytest.mark.task4
+pytestmark = pytest.mark.schedules
 
 
 

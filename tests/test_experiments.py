@@ -7,7 +7,7 @@ import pytest
 import minprune as mp
 from minprune import experiments as E
 
-pytestmark = pytest.mark.task4
+pytestmark = pytest.mark.schedules
 
 SMALL = dict(model="lenet_300_100", strategies=["global_magnitude", "random"],
              sparsities=[0.5, 0.9], seeds=[0], epochs=1, finetune_epochs=1, progress=False)

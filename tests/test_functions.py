@@ -10,7 +10,7 @@ import minprune.functions as F
 import minprune.nn.functional as fn
 from minprune.tensor import Tensor
 
-pytestmark = pytest.mark.task2
+pytestmark = pytest.mark.engine
 
 
 def randn(rng, *shape):

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import minprune.kernels as nb
 import minprune.kernels_ref as ref
 
-pytestmark = pytest.mark.task2
+pytestmark = pytest.mark.engine
 
 # The first call of each kernel may compile it (seconds), so no deadline.
 SETTINGS = settings(max_examples=40, deadline=None)

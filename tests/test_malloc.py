@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.task2,
+pytestmark = [pytest.mark.engine,
               pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc malloc setting")]
 
 # Page faults of three LeNet-5 training steps after two warm-up steps (a fresh process each).

@@ -12,7 +12,7 @@ from minprune import nn
 from minprune.nn import functional as fn
 from minprune.prune.masks import following_batchnorm, get_masks, prunable_layers
 
-pytestmark = pytest.mark.task3
+pytestmark = pytest.mark.pruning
 
 
 def mlp(seed=0):

@@ -7,7 +7,7 @@ import minprune as mp
 from minprune import nn
 from minprune.prune.masks import prunable_layers
 
-pytestmark = pytest.mark.task3
+pytestmark = pytest.mark.pruning
 
 
 def hand_macs(model, input_shape):

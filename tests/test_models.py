@@ -5,7 +5,7 @@ import pytest
 import minprune as mp
 from minprune.tensor import Tensor
 
-pytestmark = pytest.mark.task2
+pytestmark = pytest.mark.engine
 
 COUNTS = {"lenet_300_100": 266_610, "lenet5": 61_706, "conv4": 871_018}
 

@@ -12,7 +12,7 @@ from minprune import nn
 from minprune.nn import init
 from minprune.tensor import Tensor
 
-pytestmark = pytest.mark.task2
+pytestmark = pytest.mark.engine
 
 
 def to_float64(module):

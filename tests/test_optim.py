@@ -6,7 +6,7 @@ import pytest
 
 from minprune import nn, optim
 
-pytestmark = pytest.mark.task2
+pytestmark = pytest.mark.engine
 
 W0 = np.array([1.0, -2.0, 0.5], dtype=np.float32)
 GRADS = [np.array([0.1, 0.2, -0.3], dtype=np.float32), np.array([-0.4, 0.5, 0.6], dtype=np.float32),

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure  # noqa: E402
 import minprune as mp  # noqa: E402
 import minprune.plots as plots  # noqa: E402
 
-pytestmark = pytest.mark.task3
+pytestmark = pytest.mark.pruning
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import minprune as mp
 from minprune import nn
 from minprune.prune.masks import prunable_layers
 
-pytestmark = pytest.mark.task3
+pytestmark = pytest.mark.pruning
 torch = pytest.importorskip("torch")
 tprune = pytest.importorskip("torch.nn.utils.prune")
 

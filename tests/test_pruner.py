@@ -6,7 +6,7 @@ import minprune as mp
 from minprune import nn
 from minprune.prune.masks import prunable_layers
 
-pytestmark = pytest.mark.task3
+pytestmark = pytest.mark.pruning
 
 
 def mlp(seed=0):

@@ -7,7 +7,7 @@ import pytest
 import minprune as mp
 from minprune.prune import schedules as S
 
-pytestmark = pytest.mark.task4
+pytestmark = pytest.mark.schedules
 
 
 @pytest.fixture

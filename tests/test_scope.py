@@ -13,7 +13,7 @@ from minprune import nn
 from minprune.prune import scope as S
 from minprune.prune.masks import prunable_layers
 
-pytestmark = pytest.mark.task3
+pytestmark = pytest.mark.pruning
 
 CONV_ONLY = ("kernel", "filter_shape")
 GRANULARITIES = ("unstructured", "filter", "channel") + CONV_ONLY

@@ -7,7 +7,7 @@ import minprune as mp
 from minprune import nn
 from minprune.prune import structures
 
-pytestmark = pytest.mark.task3
+pytestmark = pytest.mark.pruning
 
 
 def conv_linear(seed=0):

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 import minprune as mp
 from minprune.prune import surgery
 
-pytestmark = pytest.mark.task3
+pytestmark = pytest.mark.pruning
 
 X = np.random.default_rng(0).standard_normal((6, 1, 28, 28)).astype(np.float32)
 

@@ -10,7 +10,7 @@ from strategies import arrays, away_from_zero, broadcastable_pair, shapes
 import minprune as mp
 from minprune.tensor import Tensor
 
-pytestmark = pytest.mark.task2
+pytestmark = pytest.mark.engine
 
 
 # --- construction -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from minprune.tensor import Tensor
 
 torch = pytest.importorskip("torch")
 
-pytestmark = pytest.mark.task2
+pytestmark = pytest.mark.engine
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 

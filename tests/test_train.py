@@ -5,7 +5,7 @@ import pytest
 import minprune as mp
 from minprune import train
 
-pytestmark = pytest.mark.task2
+pytestmark = pytest.mark.engine
 
 
 def test_fit_reduces_loss(mnist_small):
