@@ -178,3 +178,93 @@ def write_student_edition(out_dir, lessons_dir=None) -> list[Path]:
         nbformat.write(student_edition(nbformat.read(p, 4)), target)
         written.append(target)
     return written
+
+
+WORDS_PER_MINUTE = 150   # technical prose read with care
+CODE_LINES_PER_MINUTE = 10
+
+
+def reading_minutes(nb) -> int:
+    """Reading time of a lesson: its prose at 150 words a minute plus its code at 10 lines a minute
+    (what a lesson's frame states as "reading ≈ N min")."""
+    words = sum(len(c.source.split()) for c in nb.cells if c.cell_type == "markdown")
+    lines = sum(len([x for x in c.source.splitlines() if x.strip()])
+                for c in nb.cells if c.cell_type == "code")
+    return max(1, round(words / WORDS_PER_MINUTE + lines / CODE_LINES_PER_MINUTE))
+
+
+# What runs before a student's solution cells when an exercise is graded: the imports every lesson
+# makes. A solution that needs anything else imports it in its own cell.
+PREAMBLE = "import copy\nimport math\n\nimport numpy as np\n\nimport minprune as mp\n"
+
+
+def _names(source: str) -> tuple[set, set]:
+    """(names a cell defines at top level, names it reads anywhere)."""
+    tree = ast.parse(source)
+    defined = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            defined.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return defined, used
+
+
+def cells_for(exercise: Exercise, solutions: dict) -> list[str]:
+    """The solution sources to run for `exercise`, in lesson order: its own, and every earlier one of
+    the same lesson that it uses by name (transitively). `solutions` maps exercise id -> source.
+    Cells an exercise does not use are not run, so one broken answer cannot sink the others."""
+    earlier = [i for i in solutions if i.split(".")[0] == exercise.id.split(".")[0]
+               and _order(i) < _order(exercise.id)]
+    needed, wanted = [exercise.id], set(_names(solutions[exercise.id])[1])
+    for other in reversed(earlier):
+        defined, used = _names(solutions[other])
+        if defined & wanted:
+            needed.append(other)
+            wanted |= used
+    return [solutions[i] for i in sorted(needed, key=_order)]
+
+
+def _order(exercise: str) -> tuple[int, int]:
+    lesson, number = exercise.split(".")
+    return int(lesson), int(number)
+
+
+def solutions(nb) -> dict:
+    """{exercise id: source} of the code solution cells of a notebook (the teacher's or a
+    student's), found by their nbgrader grade_id."""
+    found = {}
+    for cell in nb.cells:
+        ex_id = exercise_id(_nbgrader(cell).get("grade_id", ""))
+        if ex_id is not None and cell.cell_type == "code" and _nbgrader(cell).get("solution"):
+            found[ex_id] = cell.source
+    return found
+
+
+def load_answer(exercise: Exercise, sources: dict):
+    """Run the preamble and the solution cells `exercise` needs in a fresh namespace; return the
+    student's answer (the function the check cell passes to the checker)."""
+    namespace = {"__name__": f"exercise_{exercise.id.replace('.', '_')}"}
+    exec(compile(PREAMBLE, "<preamble>", "exec"), namespace)
+    for i, source in enumerate(cells_for(exercise, sources)):
+        exec(compile(source, f"<solution cell {i}>", "exec"), namespace)
+    if exercise.answer not in namespace:
+        raise NameError(f"the solution cell of exercise {exercise.id} does not define `{exercise.answer}`")
+    return namespace[exercise.answer]
+
+
+def reference_answer(exercise_id: str, lessons_dir=None):
+    """The teacher's reference answer of one exercise, taken from the lesson itself."""
+    lesson = exercise_id.split(".")[0]
+    path = next((p for p in lesson_paths(lessons_dir) if p.name.startswith(lesson + "_")), None)
+    if path is None:
+        raise ValueError(f"exercise_id: no lesson {lesson} for {exercise_id!r}")
+    nb = nbformat.read(path, 4)
+    found = {e.id: e for e in exercises(nb, path.stem)}
+    if exercise_id not in found or found[exercise_id].kind != "code":
+        raise ValueError(f"exercise_id: {exercise_id!r} is not a code exercise of {path.name}")
+    return load_answer(found[exercise_id], solutions(nb))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import numbers
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,11 +23,13 @@ from .blocking import guard
 EXERCISES: dict = {}   # "04.1" -> its registered check(answer, variant=None)
 
 
-def exercise(exercise_id: str, *, blocks=()):
+def exercise(exercise_id: str, *, blocks=(), variants: int = 3, timeout: float | None = None):
     """Register `checker(answer, variant)` as the check of exercise `exercise_id`.
 
     `blocks` names the minprune functions that compute the answer ("minprune.prune.metrics.sparsity");
     while the student's function runs they raise "exercise 04.1 asks you to write this yourself".
+    The autograder runs `variants` hidden variants, each within the teacher's time limit or, for an
+    exercise that needs longer (the capstone), within `timeout` seconds.
     The registered check is called `check(answer, variant=None)`."""
     def register(checker):
         @functools.wraps(checker)
@@ -34,11 +37,21 @@ def exercise(exercise_id: str, *, blocks=()):
             return checker(guard(answer, exercise_id, blocks), variant)
         check.exercise_id = exercise_id
         check.blocks = tuple(blocks)
+        check.variants = variants
+        check.timeout = timeout
         if exercise_id in EXERCISES:
             raise ValueError(f"exercise {exercise_id!r} is registered twice")
         EXERCISES[exercise_id] = check
         return check
     return register
+
+
+@dataclass(frozen=True)
+class Score:
+    """What a checker that gives partial credit returns: the fraction of the points earned and the
+    numbers behind it (e.g. the capstone's accuracy and compression, for the leaderboard)."""
+    fraction: float
+    detail: dict = field(default_factory=dict)
 
 
 def rng_for(variant, public_seed: int = 0) -> np.random.Generator:

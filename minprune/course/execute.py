@@ -1,0 +1,94 @@
+"""Run lessons top to bottom, once: executed notebooks are cached until the lesson or the library
+changes.
+
+The website shows every lesson with the outputs of a **full-mode** run, and `make test-full` checks
+the claims those runs make; both read the same cache (`_build/executed/NN_title.ipynb`). A cached
+notebook is reused only when its key matches: a hash of the lesson file, every source file of the
+`minprune` package and the mode. (Jupyter Book's own cache keys on the notebook's code cells alone,
+so it would keep stale outputs after a change to the library; that is why this small cache exists.)
+
+    >>> nb = execute(Path("lessons/04_what_is_pruning.ipynb"), fast=False)
+    >>> nb.metadata.minprune.execution.seconds
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+PACKAGE = Path(__file__).resolve().parents[1]
+ROOT = PACKAGE.parent
+DEFAULT_CACHE = ROOT / "_build" / "executed"
+
+
+def fingerprint(path: Path, fast: bool) -> str:
+    """The cache key of one lesson run: the lesson, the library's sources and the mode."""
+    h = hashlib.sha256(Path(path).read_bytes())
+    for source in sorted(PACKAGE.rglob("*.py")):
+        h.update(source.relative_to(PACKAGE).as_posix().encode())
+        h.update(source.read_bytes())
+    h.update(b"fast" if fast else b"full")
+    return h.hexdigest()
+
+
+def _kernel_manager(folder: Path, fast: bool):
+    """A KernelManager whose python3 kernel is this interpreter, in the chosen mode, with minprune
+    importable from the checkout and no GUI backend."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    spec = folder / "kernels" / "python3"
+    spec.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join([str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (minprune)", "language": "python",
+        "env": {"MINPRUNE_FAST": "1" if fast else "0", "MPLBACKEND": "Agg", "PYTHONPATH": path}}))
+    ksm = KernelSpecManager(kernel_dirs=[str(folder / "kernels")], ensure_native_kernel=False)
+    return KernelManager(kernel_name="python3", kernel_spec_manager=ksm)
+
+
+def cached(path: Path, fast: bool = False, cache_dir: Path = DEFAULT_CACHE):
+    """The cached run of `path` if it is still valid, else None."""
+    target = Path(cache_dir) / ("fast" if fast else "full") / Path(path).name
+    if not target.exists():
+        return None
+    try:
+        nb = nbformat.read(target, 4)
+    except Exception:   # a damaged cache entry is simply run again
+        return None
+    run = nb.metadata.get("minprune", {}).get("execution", {})
+    return nb if run.get("key") == fingerprint(path, fast) else None
+
+
+def execute(path, fast: bool = False, cache_dir=DEFAULT_CACHE, timeout: int = 3600):
+    """The lesson at `path` executed top to bottom (from the cache when still valid). Raises
+    nbclient's CellExecutionError when a cell fails; a failed run is not cached."""
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    hit = cached(path, fast, cache_dir)
+    if hit is not None:
+        return hit
+    nb = nbformat.read(path, 4)
+    with tempfile.TemporaryDirectory() as tmp:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                km=_kernel_manager(Path(tmp), fast),
+                                resources={"metadata": {"path": str(path.parent)}})
+        start = time.perf_counter()
+        client.execute()
+        seconds = time.perf_counter() - start
+    nb.metadata.setdefault("minprune", {})["execution"] = {
+        "key": fingerprint(path, fast), "seconds": round(seconds, 1), "fast": fast}
+    target = Path(cache_dir) / ("fast" if fast else "full") / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    nbformat.write(nb, partial)
+    partial.replace(target)   # atomic: a killed run never leaves half a notebook in the cache
+    return nb
