@@ -33,6 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import data, models, nn, prune, train
+from .course import cli as course_cli
 from .prune import schedules
 
 DATASETS = ("mnist5k", "mnist", "fashion")
@@ -522,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one dense baseline and print its per-epoch table")
     common(p, "lenet5", 20, "results/train")
     p.add_argument("--lr", type=float, default=BASELINE_TRAINING["lr"])
+    course_cli.add_parser(sub)
     for name, (_, help_, options, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
         common(p, "lenet5" if name in ("distribution", "sensitivity") else "lenet_300_100",
@@ -571,6 +573,11 @@ def _run_train(args):
 def main(argv=None) -> int:
     parser = build_parser()
     args = _apply_config(parser, argv)
+    if args.command == "course":
+        try:
+            return course_cli.run(args)
+        except ValueError as err:
+            parser.error(str(err))
     if args.command == "train":
         return _run_train(args)
     kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet")}
