@@ -46,7 +46,12 @@ def mnist_small():
     return mp.data.subset(x, y, 256, seed=0)
 
 
-def pytest_collection_modifyitems(items):
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true",
+                     help="also run the full-mode lesson tests (minutes; `make test-full`)")
+
+
+def pytest_collection_modifyitems(config, items):
     """Mark tests by lesson, so `pytest -m lesson06` runs lesson 06's notebook and checker tests:
     a test file named test_lessonNN*.py, or a test parametrized by a lesson notebook NN_title."""
     import re
@@ -54,3 +59,5 @@ def pytest_collection_modifyitems(items):
         m = re.search(r"test_lesson(\d\d)", item.path.name) or re.search(r"\[(\d\d)_", item.nodeid)
         if m:
             item.add_marker(f"lesson{m.group(1)}")
+        if "full" in item.keywords and not config.getoption("--full"):
+            item.add_marker(pytest.mark.skip(reason="full-mode run: pass --full (make test-full)"))

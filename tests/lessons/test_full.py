@@ -1,0 +1,32 @@
+"""`make test-full`: every lesson run top to bottom in full mode (cached until the lesson or the
+library changes, the same runs the website shows). A claim in a lesson (`claim(...)`) that the full
+run does not support raises, so this fails when a lesson's text and its results drift apart. The
+compute time a lesson's frame states must match the measured one.
+
+Not part of `make test` (it takes minutes): run with `pytest --full -m full` or `make test-full`.
+"""
+import re
+
+import pytest
+from test_prose import IDS, NOTEBOOKS, stated_times
+
+pytestmark = [pytest.mark.full, pytest.mark.course]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_lesson_runs_in_full_mode_and_its_claims_hold(path):
+    from nbclient.exceptions import CellExecutionError
+
+    from minprune.course.execute import execute
+
+    try:
+        nb = execute(path, fast=False)
+    except CellExecutionError as err:   # the message holds the cell and its traceback
+        message = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+        pytest.fail(f"{path.name} failed in full mode:\n{message}", pytrace=False)
+    printed = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "fast mode, not checked" not in printed
+    measured = nb.metadata["minprune"]["execution"]["seconds"]
+    _, stated = stated_times(nb)
+    assert measured / 2 - 15 <= stated <= 2 * measured + 15, \
+        f"{path.name}: the frame says running ≈ {stated:g} s; full mode took {measured:g} s"
