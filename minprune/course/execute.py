@@ -78,11 +78,15 @@ def execute(path, fast: bool = False, cache_dir=DEFAULT_CACHE, timeout: int = 36
         return hit
     nb = nbformat.read(path, 4)
     with tempfile.TemporaryDirectory() as tmp:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                km=_kernel_manager(Path(tmp), fast),
+        km = _kernel_manager(Path(tmp), fast)
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", km=km,
                                 resources={"metadata": {"path": str(path.parent)}})
         start = time.perf_counter()
-        client.execute()
+        try:
+            client.execute()
+        finally:   # nbclient leaves a kernel it did not start running
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
         seconds = time.perf_counter() - start
     nb.metadata.setdefault("minprune", {})["execution"] = {
         "key": fingerprint(path, fast), "seconds": round(seconds, 1), "fast": fast}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import functions as F
 from .core import as_array, correct, exercise, fail, require_callable, rng_for
 
 
@@ -26,7 +25,8 @@ def _random_shape(rng, max_ndim=3, max_size=5) -> tuple:
     return tuple(int(n) for n in rng.integers(1, max_size + 1, size=rng.integers(1, max_ndim + 1)))
 
 
-@exercise("01.1", blocks=["minprune.tensor.Tensor.backward", "minprune.functions.Mul.backward"])
+@exercise("01.1", blocks=["minprune.tensor.Tensor.backward", "minprune.autograd.backward",
+                           "minprune.functions.Mul.backward"])
 def check_mul_backward(fn, variant=None) -> None:
     """`fn(a, b, grad) -> (grad_a, grad_b)`: the backward pass of elementwise `out = a * b`.
 
@@ -104,13 +104,21 @@ def check_grad_check(fn, variant=None) -> None:
             fail(f"for f = {name} the gradient is wrong.\n  expected: {np.round(want, 5)}\n"
                  f"  got:      {np.round(got, 5)}",
                  "nudge one coordinate at a time: (f(x + eps·e_i) − f(x − eps·e_i)) / (2·eps).")
-    # A big eps tells central differences (error ~ eps²) from one-sided ones (error ~ eps).
+    # A big eps tells central differences from one-sided ones, and shows whether eps is used:
+    # for f = sum(x**3), (f(x+eps·e_i) − f(x−eps·e_i)) / (2·eps) = 3·x_i² + eps² exactly, while a
+    # one-sided difference is off by about 3·x_i·eps.
+    eps = 1e-2
     x = np.array([1.0, 2.0, -1.5]) if variant is None else rng_for(variant, 1).uniform(-2, 2, 4)
-    got = as_array(fn(lambda t: float(np.sum(t ** 3)), x.copy(), 1e-2), "the gradient")
-    want = 3 * x ** 2
-    if np.abs(got - want).max() > 1e-3:
-        fail("with eps = 1e-2 on f = sum(x**3) the error is "
-             f"{np.abs(got - want).max():.2g}; central differences give about 1e-4.",
+    got = as_array(fn(lambda t: float(np.sum(t ** 3)), x.copy(), eps), "the gradient")
+    exact, central = 3 * x ** 2, 3 * x ** 2 + eps ** 2
+    if got.shape != x.shape or np.abs(got - central).max() > 1e-7:
+        if got.shape == x.shape and np.abs(got - exact).max() < 1e-6:
+            fail(f"with eps = {eps} on f = sum(x**3) your gradient is as exact as with a tiny step: "
+                 "it looks like you ignored the eps argument.",
+                 "nudge by the eps you are given: x[i] = old + eps, then x[i] = old - eps.")
+        error = np.abs(got - exact).max() if got.shape == x.shape else float("nan")
+        fail(f"with eps = {eps} on f = sum(x**3) the error is {error:.2g}; central "
+             f"differences give exactly eps² = {eps ** 2:g}.",
              "a one-sided difference (f(x+eps) − f(x)) / eps has error ~eps; use "
              "(f(x+eps) − f(x−eps)) / (2·eps), whose error shrinks like eps².")
     correct("central differences agree with the known derivatives")
@@ -124,7 +132,16 @@ def _broadcast_case(rng) -> tuple:
     return gshape, shape
 
 
-@exercise("01.3", blocks=["minprune.functions.unbroadcast"])
+def _summed_back(grad: np.ndarray, shape: tuple) -> np.ndarray:
+    """The truth for 01.3, computed without summing over axes: every entry of `grad` is added to
+    the input entry it was copied from (found by broadcasting the input's flat indices)."""
+    source = np.broadcast_to(np.arange(int(np.prod(shape))).reshape(shape), grad.shape)
+    return np.bincount(source.ravel(), weights=grad.ravel(),
+                       minlength=int(np.prod(shape))).reshape(shape)
+
+
+@exercise("01.3", blocks=["minprune.functions.unbroadcast", "minprune.tensor.Tensor.backward",
+                          "minprune.autograd.backward"])
 def check_unbroadcast(fn, variant=None) -> None:
     """`fn(grad, shape) -> array of shape`: sum a gradient back to the shape of a broadcast input.
 
@@ -140,7 +157,7 @@ def check_unbroadcast(fn, variant=None) -> None:
     for gshape, shape in cases:
         g = rng.normal(size=gshape)
         got = as_array(fn(g.copy(), shape), "the result")
-        want = F.unbroadcast(g, shape)
+        want = _summed_back(g, shape)
         if got.shape != tuple(shape):
             fail(f"grad of shape {gshape} summed back to {shape} should have shape {shape}, "
                  f"got {got.shape}.",

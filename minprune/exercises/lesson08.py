@@ -3,32 +3,45 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import (
-    as_array,
-    correct,
-    fail,
-    require_callable,
-)
+from .core import as_array, correct, exercise, fail, require_callable, rng_for
 
 
-def check_apoz(fn) -> None:
+def _apoz_cases(variant) -> list:
+    """[(description, post-ReLU activations)]: (examples, units) and (examples, channels, H, W),
+    each unit with its own bias so that units fire at different rates (some never)."""
+    rng = rng_for(variant, 10)
+    if variant is None:
+        shapes = [(40, 7), (6, 5, 4, 3)]
+    else:
+        shapes = [(int(rng.integers(10, 60)), int(rng.integers(2, 20))),
+                  tuple(int(n) for n in rng.integers(2, 9, size=4))]
+        shapes = [shapes[i] for i in rng.permutation(2)]
+    cases = []
+    for shape in shapes:
+        bias = rng.normal(size=shape[1]).reshape((1, -1) + (1,) * (len(shape) - 2))
+        if variant is not None:
+            bias.flat[int(rng.integers(shape[1]))] = -50.0   # a unit that never fires
+        a = np.maximum(rng.normal(size=shape) + bias, 0).astype(np.float32)
+        what = "(examples, units)" if len(shape) == 2 else "(examples, channels, H, W)"
+        cases.append((f"{what} {shape}", a))
+    return cases
+
+
+@exercise("08.1", blocks=["minprune.prune.criteria.apoz", "minprune.prune.criteria.activation",
+                          "minprune.prune.criteria.unit_activations",
+                          "minprune.prune.metrics.activation_density"])
+def check_apoz(fn, variant=None) -> None:
     """`fn(a) -> array`: APoZ, the Average Percentage of Zeros of each unit (Hu et al., 2016), for
     post-ReLU activations `a` of shape (examples, units) or (examples, channels, H, W) — one
     value in [0, 1] per unit (channel); every example and every position counts."""
     require_callable(fn, "fn")
-    rng = np.random.default_rng(10)
-    cases = [("(examples, units)", np.maximum(rng.normal(size=(40, 7)) + rng.normal(size=7), 0)),
-             ("(examples, channels, H, W)",
-              np.maximum(rng.normal(size=(6, 5, 4, 3)) + rng.normal(size=(1, 5, 1, 1)), 0))]
-    for what, a in cases:
-        a = a.astype(np.float32)
+    for what, a in _apoz_cases(variant):
         units = a.shape[1]
         want = (np.moveaxis(a, 1, -1).reshape(-1, units) <= 0).mean(axis=0)
         got = as_array(fn(a.copy()), f"APoZ for {what}")
         if got.shape != (units,):
             hint = "one value per unit: average over every axis except axis 1."
-            if got.shape == (a.shape[0],) or (got.ndim >= 1 and got.shape[0] == a.shape[0]
-                                              and got.shape != (units,)):
+            if got.ndim >= 1 and got.shape[0] == a.shape[0] and a.shape[0] != units:
                 hint = "you averaged over the units; average over the examples (and positions)."
             fail(f"for activations of shape {a.shape} {what}, expected one APoZ per unit "
                  f"(shape {(units,)}), got shape {got.shape}.", hint)
@@ -36,21 +49,37 @@ def check_apoz(fn) -> None:
             continue
         hint = "APoZ = mean over examples (and positions) of (a == 0), per unit."
         if np.allclose(got, 1 - want, atol=1e-6):
-            hint = ("that is 1 − APoZ, the fraction of *nonzero* outputs (minprune's `apoz` score, "
-                    "higher = kept); APoZ counts the zeros.")
+            hint = ("that is 1 − APoZ, the fraction of *nonzero* outputs (the keep-score a "
+                    "pruning criterion uses: higher = kept); APoZ counts the zeros.")
         elif np.allclose(got, 100 * want, atol=1e-4):
             hint = "return a fraction in [0, 1], not a percentage."
         fail(f"APoZ for {what}: expected {np.round(want, 3)}, got {np.round(got, 3)}.", hint)
-    correct("your APoZ matches (1 − minprune's apoz score)")
+    correct("your APoZ is right for dense and convolutional activations")
 
 
-def check_topk_activations(fn) -> None:
+def _topk_cases(variant) -> list:
+    """[((examples, units), k)]: k from 1 to every unit."""
+    rng = rng_for(variant, 11)
+    if variant is None:
+        return [((5, 12), 3), ((4, 30), 1), ((6, 8), 8)]
+    cases = []
+    for _ in range(3):
+        shape = (int(rng.integers(2, 10)), int(rng.integers(4, 50)))
+        cases.append((shape, int(rng.integers(1, shape[1]))))
+    shape = (int(rng.integers(2, 10)), int(rng.integers(2, 10)))
+    cases.append((shape, shape[1]))    # k = every unit: nothing dropped
+    return [cases[i] for i in rng.permutation(len(cases))]
+
+
+@exercise("08.2", blocks=["minprune.prune.pruner.activation_sparsity",
+                          "minprune.prune.pruner.ActivationSparsity._hook",
+                          "minprune.prune.pruner.ActivationSparsity.__init__"])
+def check_topk_activations(fn, variant=None) -> None:
     """`fn(a, k) -> array`: dynamic activation sparsity — for every example (row of the
-    (examples, units) array `a`), keep its k largest activations and set the others to 0, like
-    `mp.prune.activation_sparsity(model, k)` does after each ReLU."""
+    (examples, units) array `a`), keep its k largest activations and set the others to 0."""
     require_callable(fn, "fn")
-    rng = np.random.default_rng(11)
-    for shape, k in [((5, 12), 3), ((4, 30), 1), ((6, 8), 8)]:
+    rng = rng_for(variant, 11)
+    for shape, k in _topk_cases(variant):
         a = np.maximum(rng.normal(size=shape), 0).astype(np.float32) + \
             rng.random(shape).astype(np.float32) * 1e-3  # no ties
         order = np.argsort(-a, axis=1)
@@ -73,6 +102,10 @@ def check_topk_activations(fn) -> None:
             if np.allclose(got, np.where(a >= flat_thr, a, 0)):
                 hint = ("you picked the top activations of the whole batch; top-k is per example "
                         "(along axis=1), so every input keeps its own k units.")
+            elif k <= shape[0] and np.allclose(
+                    got, np.where(a >= np.sort(a, axis=0)[-k][None, :], a, 0)):
+                hint = ("you took the top k of each unit over the examples (axis=0); top-k is per "
+                        "example, along axis=1.")
         elif np.allclose(np.sort(got[got != 0]), np.sort(np.sort(a, axis=1)[:, :k].ravel())):
             hint = "you kept the k *smallest* activations; keep the largest."
         elif not np.allclose(got[got != 0], a[got != 0]):

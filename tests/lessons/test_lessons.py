@@ -1,13 +1,10 @@
 """Run every lesson notebook top to bottom in fast mode, and check how the notebooks are stored.
 
 Lessons are found by globbing `lessons/*.ipynb`, so a new lesson is tested as soon as it exists.
-The kernel is started with *this* interpreter (a temporary kernelspec pointing at sys.executable),
-so the notebooks see the same minprune and packages as pytest does, whatever `python` is on PATH.
+The kernel is started with *this* interpreter (see minprune.course.execute), so the notebooks see
+the same minprune and packages as pytest does, whatever `python` is on PATH.
 """
-import json
-import os
 import re
-import sys
 from pathlib import Path
 
 import nbformat
@@ -25,36 +22,14 @@ def _cell_text(cell) -> str:
     return cell.source if isinstance(cell.source, str) else "".join(cell.source)
 
 
-def _kernel_manager(tmp_path):
-    """A KernelManager whose `python3` kernel runs sys.executable (not whatever is on PATH)."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import KernelManager
-
-    spec_dir = tmp_path / "kernels" / "python3"
-    spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (minprune tests)", "language": "python"}))
-    ksm = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")], ensure_native_kernel=False)
-    return KernelManager(kernel_name="python3", kernel_spec_manager=ksm)
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
-def test_lesson_runs(path, tmp_path, monkeypatch):
-    from nbclient import NotebookClient
+def test_lesson_runs(path, tmp_path):
     from nbclient.exceptions import CellExecutionError
 
-    # The kernel inherits this environment: fast mode, no GUI backend, and minprune importable
-    # from the repository even when it is not installed.
-    monkeypatch.setenv("MINPRUNE_FAST", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])))
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", km=_kernel_manager(tmp_path),
-                            resources={"metadata": {"path": str(LESSONS)}})
-    try:
-        client.execute()
+    from minprune.course.execute import execute
+
+    try:   # a kernel of this interpreter, in fast mode, with no GUI backend; no cache across runs
+        execute(path, fast=True, cache_dir=tmp_path)
     except CellExecutionError as err:  # the message holds the failing cell's source and traceback
         message = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # drop the traceback's colour codes
         pytest.fail(f"{path.name} failed:\n{message}", pytrace=False)

@@ -1,0 +1,148 @@
+"""Checkers of lesson 06 (importance criteria): Taylor predictions, Fisher scores, Spearman."""
+import numpy as np
+import pytest
+from checking import accepts, blocked, fails, fails_hidden, passes_hidden, rejects, replay_of
+
+import minprune as mp
+import minprune.exercises as ex
+from minprune.course import notebooks as N
+from minprune.prune import criteria
+
+pytestmark = pytest.mark.course
+
+
+# --- 06.1 Taylor prediction ------------------------------------------------------------------
+def taylor(w, g, h=None):
+    return -g * w if h is None else -g * w + 0.5 * h * w ** 2
+
+
+def test_taylor_prediction(capsys):
+    check = ex.check_taylor_prediction
+    for fn in (taylor, N.reference_answer("06.1")):
+        accepts(check, fn, capsys=capsys)
+        passes_hidden(check, fn)
+    fails(check, lambda w, g, h=None: -taylor(w, g, h), "sign")
+    fails(check, lambda w, g, h=None: np.abs(g * w), "score")
+    fails(check, lambda w, g, h=None: -g * w, "second-order term")
+    fails(check, lambda w, g, h=None: -g * w + (0 if h is None else h * w ** 2), "½")
+    fails(check, lambda w, g, h=None: -g * w - (0 if h is None else 0.5 * h * w ** 2), "positive")
+    fails(check, lambda w, g, h=None: -g * w if h is None else 0.5 * h * w ** 2, "first-order term")
+    fails(check, lambda w, g, h=None: (-g * w)[..., :1], "shape")
+    fails(check, lambda w, g, h=None: None, "return")
+    fails_hidden(check, replay_of(check, taylor))
+
+
+# --- 06.2 Fisher scores ----------------------------------------------------------------------
+def fisher(model, batches, square_first=True, half=True, zero_grad=True, times_w2=True):
+    layers = mp.prune.prunable_layers(model)
+    acc = {n: 0.0 for n in layers}
+    for x, y in batches:
+        if zero_grad:
+            model.zero_grad()
+        mp.nn.functional.cross_entropy(model(mp.tensor(x)), y).backward()
+        for n, m in layers.items():
+            g = m.weight.grad.astype(np.float64)
+            acc[n] = acc[n] + (g ** 2 if square_first else g)
+    out = {}
+    for n, m in layers.items():
+        e = acc[n] / len(batches)
+        f = e if square_first else e ** 2
+        w2 = m.weight.data.astype(np.float64) ** 2 if times_w2 else 1.0
+        out[n] = (0.5 if half else 1.0) * f * w2
+    return out
+
+
+def test_fisher_scores_right_answers(capsys):
+    check = ex.check_fisher_scores
+    for fn in (fisher, N.reference_answer("06.2")):
+        accepts(check, fn, capsys=capsys)
+        passes_hidden(check, fn)
+    assert "fisher" not in capsys.readouterr().out.lower().replace("fisher scores", "")
+
+
+def test_fisher_score_mistakes():
+    check = ex.check_fisher_scores
+    fails(check, lambda m, b: fisher(m, b, square_first=False), "mean of the \\*squared\\*")
+    fails(check, lambda m, b: fisher(m, b, half=False), "½")
+    fails(check, lambda m, b: fisher(m, b[-1:]), "last batch")
+    fails(check, lambda m, b: fisher(m, b, zero_grad=False), "zero_grad")
+    fails(check, lambda m, b: fisher(m, b, times_w2=False), "w²")
+    fails(check, lambda m, b: {n: len(b) * s for n, s in fisher(m, b).items()}, "summed")
+    fails(check, lambda m, b: [1, 2], "dict")
+    fails(check, lambda m, b: {n: s.ravel() for n, s in fisher(m, b).items()}, "shape")
+
+    def first_layer_only(m, b):  # half right: one layer wrong
+        scores = fisher(m, b)
+        last = list(scores)[-1]
+        scores[last] = scores[last] * 2
+        return scores
+    fails(check, first_layer_only, "differ")
+
+
+def test_fisher_hidden_variants_catch_a_replayed_answer():
+    fails_hidden(ex.check_fisher_scores, replay_of(ex.check_fisher_scores, fisher))
+
+
+def test_fisher_library_is_blocked():
+    check = ex.check_fisher_scores
+    layers = mp.prune.prunable_layers
+    err = blocked(check, lambda m, b: criteria.fisher(m, layers(m), b))
+    assert "fisher" not in str(err).lower()
+    blocked(check, lambda m, b: mp.prune.CRITERIA["fisher"](m, layers(m), b))
+    blocked(check, lambda m, b: {n: 0.5 * s for n, s in criteria.taylor(m, layers(m), b).items()})
+
+    def from_gradient(m, b):  # ½·mean over batches of |w·g|² = the Fisher score
+        per = [criteria.gradient(m, layers(m), xy) for xy in b]
+        return {n: 0.5 * np.mean([p[n] ** 2 for p in per], axis=0) for n in layers(m)}
+    blocked(check, from_gradient)
+
+    def from_private_helper(m, b):
+        sq = criteria._loss_gradients(m, b, square=True)
+        return {n: 0.5 * sq[n + ".weight"] * l.weight.data ** 2 for n, l in layers(m).items()}
+    blocked(check, from_private_helper)
+
+
+# --- 06.3 Spearman ---------------------------------------------------------------------------
+def ranks(a):
+    """Average ranks, written without np.unique: sort, then walk runs of equal values."""
+    order = np.argsort(a, kind="stable")
+    r = np.empty(len(a))
+    i = 0
+    while i < len(a):
+        j = i
+        while j + 1 < len(a) and a[order[j + 1]] == a[order[i]]:
+            j += 1
+        r[order[i:j + 1]] = (i + j) / 2
+        i = j + 1
+    return r
+
+
+def spearman(a, b):
+    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
+
+
+def test_rank_correlation(capsys):
+    check = ex.check_rank_correlation
+    for fn in (spearman, N.reference_answer("06.3")):
+        accepts(check, fn, capsys=capsys)
+        passes_hidden(check, fn)
+    fails(check, lambda a, b: float(np.corrcoef(a, b)[0, 1]), "Pearson")
+    fails(check, lambda a, b: float(np.corrcoef(np.argsort(a), np.argsort(b))[0, 1]), "order")
+    fails(check, lambda a, b: 1.0, "Spearman")
+    fails(check, lambda a, b: None, "return")
+    fails_hidden(check, replay_of(check, spearman))
+
+
+def test_rank_correlation_needs_ties_handled():
+    """Ranks without tie handling are right on the tie-free cases only: half right fails."""
+    def no_ties(a, b):
+        return float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
+    fails(ex.check_rank_correlation, no_ties, "average of the ranks")
+    rejects(ex.check_rank_correlation, no_ties, 5, match="ties")
+
+
+def test_rank_correlation_helpers_are_blocked():
+    from minprune.exercises import lesson06
+    blocked(ex.check_rank_correlation, lambda a, b: lesson06._spearman(a, b))
+    blocked(ex.check_rank_correlation,
+            lambda a, b: float(np.corrcoef(lesson06._average_ranks(a), lesson06._average_ranks(b))[0, 1]))
