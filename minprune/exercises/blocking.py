@@ -5,8 +5,9 @@ scores, a rewind) is no exercise if the answer may call that implementation. Whi
 function runs, `blocked` swaps each named library function for a stand-in that raises
 `WriteItYourself`, everywhere the function object is reachable by name: in every loaded `minprune`
 module (so `mp.prune.sparsity`, `minprune.prune.metrics.sparsity` and a library function that calls
-it internally are all blocked) and in the student's own global namespace (a name imported at the top
-of the notebook). The originals come back as soon as the function returns.
+it internally are all blocked), in those modules' registries (`criteria.CRITERIA["snip"]`), and in the
+student's own global namespace (a name imported at the top of the notebook). Methods are swapped on
+their class. The originals come back as soon as the function returns.
 
     >>> import minprune as mp
     >>> with blocked("04.1", ["minprune.prune.metrics.sparsity"]):
@@ -82,10 +83,13 @@ def blocked(exercise_id: str, names, namespaces=()):
                 swapped.append((owner.__dict__.get(attr, _INHERITED), owner, attr))
                 setattr(owner, attr, refuse)
         for ns in _namespaces(namespaces):
-            for key, value in list(ns.items()):
-                if any(value is t for t in targets):
-                    ns[key] = refuse
-                    swapped.append((value, ns, key))
+            # a module's names, and its registries one level down (criteria.CRITERIA["snip"])
+            tables = [ns] + [v for v in list(ns.values()) if type(v) is dict and v is not ns]
+            for table in tables:
+                for key, value in list(table.items()):
+                    if any(value is t for t in targets):
+                        table[key] = refuse
+                        swapped.append((value, table, key))
         yield
     finally:
         for value, where, key in reversed(swapped):
