@@ -77,3 +77,8 @@ def test_a_misspelt_name_is_an_error_not_a_silent_no_op():
     with pytest.raises(ValueError, match="nothing.here"):
         with blocked("04.1", ["nothing.here"]):
             pass
+
+
+def test_an_answer_that_is_the_library_function_is_refused():
+    guarded = guard(metrics.sparsity, "04.1", ["minprune.prune.metrics.sparsity"])
+    _refused(lambda: guarded(mp.models.lenet_300_100(seed=0)))

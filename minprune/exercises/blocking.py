@@ -107,6 +107,10 @@ def guard(fn, exercise_id: str, names):
     if not names or not callable(fn):
         return fn
 
+    # an answer that *is* a blocked function (`my_rewind = schedules.rewind`) is refused too
+    if any(getattr(fn, "__func__", fn) is obj for _, _, obj in map(resolve, names)):
+        fn = _stand_in(exercise_id)
+
     @functools.wraps(fn)
     def guarded(*args, **kwargs):
         with blocked(exercise_id, names, [getattr(fn, "__globals__", None)]):
