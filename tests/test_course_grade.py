@@ -183,10 +183,13 @@ def test_variant_seeds_depend_on_the_teachers_seed_and_the_exercise():
 @pytest.mark.parametrize("argv, message", [
     (["--timeout", "0"], "--timeout"), (["--jobs", "0"], "--jobs"), (["--seed", "-1"], "--seed"),
     (["--only", "99"], "--only"), (["--memory", "10"], "--memory"),
-    (["--extra-checks", "/nonexistent.py"], "extra_checks"), (["--out", "/proc/grades.csv"], "--out"),
+    (["--extra-checks", "/nonexistent.py"], "extra_checks"),
+    (["--out", "{tmp}/a_file/grades.csv"], "--out"), (["--feedback", "{tmp}/a_file"], "--feedback"),
 ])
 def test_cli_refuses_bad_arguments_before_any_work(tmp_path, capsys, argv, message):
     _submit(tmp_path, "ref", "01")
+    (tmp_path / "a_file").write_text("not a folder")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     with pytest.raises(SystemExit) as err:
         main(["course", "grade", str(tmp_path), "--out", str(tmp_path / "g.csv")] + argv)
     assert err.value.code == 2
@@ -212,11 +215,16 @@ def test_cli_writes_gradebook_feedback_and_summary(tmp_path, capsys):
     with open(out) as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == G.COLUMNS
+    lesson01 = [e for e in N.course(LESSONS) if e.lesson.startswith("01")]
+    code = [e for e in lesson01 if e.kind == "code"]
     assert {(r["student"], r["exercise"], r["status"]) for r in rows} == {
-        (s, e, st) for s, st in (("ada", "passed"), ("bob", "failed")) for e in ("01.1", "01.2", "01.3")}
+        (s, e.id, "manual" if e.kind == "written" else st)
+        for s, st in (("ada", "passed"), ("bob", "failed")) for e in lesson01}
+    total = sum(e.points for e in code)
     bob = (tmp_path / "fb" / "bob.md").read_text()
-    assert "0 / 3 points" in bob and "not attempted" in bob and "seed 9" in bob
-    assert "3 / 3 points" in (tmp_path / "fb" / "ada.md").read_text()
+    assert f"0 / {total:g} points" in bob and "not attempted" in bob and "seed 9" in bob
+    ada = (tmp_path / "fb" / "ada.md").read_text()
+    assert f"{total:g} / {total:g} points" in ada and "YOUR ANSWER HERE" in ada   # quoted for the teacher
     assert not (out.parent / "leaderboard.csv").exists()
 
 
