@@ -81,7 +81,7 @@ def test_every_exercise_is_graded_once_per_student(class_grades):
     expected = {e.id for e in N.course(LESSONS) if e.lesson[:2] in QUICK_LESSONS}
     for student in ("reference", "untouched"):
         assert sorted(g.exercise for g in class_grades if g.student == student) == \
-            sorted(expected, key=N._order)
+            sorted(expected, key=N.exercise_order)
 
 
 def test_crashes_and_endless_loops_are_contained(tmp_path):

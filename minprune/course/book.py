@@ -33,7 +33,16 @@ from pathlib import Path
 import nbformat
 
 from .execute import DEFAULT_CACHE, ROOT, cached, execute
-from .notebooks import BEGIN, code_stub, exercise_id, exercises, lesson_paths, reading_minutes, strip_solution
+from .notebooks import (
+    BEGIN,
+    code_stub,
+    exercise_id,
+    exercises,
+    lesson_paths,
+    nbgrader_meta,
+    reading_minutes,
+    strip_solution,
+)
 
 SOURCE_DIR = ROOT / "_build" / "book-src"
 OUT_DIR = ROOT / "_build" / "book"
@@ -44,10 +53,6 @@ LEADERBOARD_COLUMNS = ("student", "accuracy", "compression", "points")
 
 
 # --- one lesson as the site shows it ----------------------------------------------------------
-
-def _nbgrader(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
 
 def _points(value) -> str:
     value = float(value or 0)
@@ -93,7 +98,7 @@ def book_edition(nb):
     nb = copy.deepcopy(nb)
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
-        meta = _nbgrader(cell)
+        meta = nbgrader_meta(cell)
         ex_id = exercise_id(meta.get("grade_id", ""))
         if meta.get("solution"):
             if cell.cell_type == "markdown":

@@ -93,7 +93,7 @@ def load_extra_checks(path) -> dict:
     for key, fns in checks.items():
         if key not in EXERCISES:
             raise ValueError(f"extra_checks: {key!r} in {str(path)!r} is not a code exercise; "
-                             f"valid ids: {', '.join(sorted(EXERCISES, key=N._order))}")
+                             f"valid ids: {', '.join(sorted(EXERCISES, key=N.exercise_order))}")
         if not isinstance(fns, (list, tuple)) or not all(callable(f) for f in fns):
             raise ValueError(f"extra_checks: CHECKS[{key!r}] must be a list of functions")
     return checks
@@ -289,7 +289,7 @@ def _students(submissions: Path) -> list[Path]:
 
 
 def _written_answer(nb, ex: N.Exercise) -> str | None:
-    cell = next((c for c in nb.cells if N._nbgrader(c).get("grade_id") == N.grade_id(ex.id)), None)
+    cell = next((c for c in nb.cells if N.nbgrader_meta(c).get("grade_id") == N.grade_id(ex.id)), None)
     return None if cell is None else cell.source
 
 
@@ -347,7 +347,7 @@ def grade(submissions, *, lessons_dir=None, seed: int = 0, timeout: float = 60, 
     bar = tqdm(total=len(todo), desc="grading", unit="check", disable=not progress, file=sys.stderr)
     with bar:
         graded = run_jobs(todo, timeout=timeout, memory_mb=memory_mb, workers=jobs, progress=bar)
-    return sorted(known + graded, key=lambda g: (g.student, N._order(g.exercise)))
+    return sorted(known + graded, key=lambda g: (g.student, N.exercise_order(g.exercise)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -436,7 +436,7 @@ def summary(grades: list) -> str:
     for g in grades:
         by_ex[g.exercise].append(g)
     lines = [f"{'exercise':>8}  {'mean points':>14}  {'passed':>8}  other statuses"]
-    for ex in sorted(by_ex, key=N._order):
+    for ex in sorted(by_ex, key=N.exercise_order):
         gs = by_ex[ex]
         if all(g.status == "manual" or g.points is None for g in gs):
             lines.append(f"{ex:>8}  {'(by hand)':>14}  {'':>8}  {len(gs)} written answers")

@@ -62,7 +62,7 @@ def lesson_paths(lessons_dir=None) -> list[Path]:
     return paths
 
 
-def _nbgrader(cell) -> dict:
+def nbgrader_meta(cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
 
 
@@ -92,7 +92,7 @@ def exercises(nb, lesson: str) -> list[Exercise]:
     """The exercises of one notebook, in order, with their points and answer names."""
     found = []
     for i, cell in enumerate(nb.cells):
-        meta = _nbgrader(cell)
+        meta = nbgrader_meta(cell)
         ex_id = exercise_id(meta.get("grade_id", ""))
         if not meta.get("solution") or ex_id is None:
             continue
@@ -100,10 +100,10 @@ def exercises(nb, lesson: str) -> list[Exercise]:
             found.append(Exercise(ex_id, lesson, "written", float(meta.get("points", 0)), i, None, None))
             continue
         check = nb.cells[i + 1] if i + 1 < len(nb.cells) else None
-        if check is None or _nbgrader(check).get("grade_id") != grade_id(ex_id) + "_check":
+        if check is None or nbgrader_meta(check).get("grade_id") != grade_id(ex_id) + "_check":
             raise ValueError(f"{lesson}: exercise {ex_id} has no check cell right after its solution")
         _, answer = _check_call(check.source)
-        found.append(Exercise(ex_id, lesson, "code", float(_nbgrader(check).get("points", 0)), i,
+        found.append(Exercise(ex_id, lesson, "code", float(nbgrader_meta(check).get("points", 0)), i,
                               answer, check.source))
     return found
 
@@ -152,7 +152,7 @@ def student_edition(nb):
     """A copy of `nb` with every solution replaced by its stub and every output cleared."""
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
-        meta = _nbgrader(cell)
+        meta = nbgrader_meta(cell)
         ex_id = exercise_id(meta.get("grade_id", ""))
         if meta.get("solution"):
             stub = TEXT_STUB if cell.cell_type == "markdown" else code_stub(ex_id or "")
@@ -219,17 +219,17 @@ def cells_for(exercise: Exercise, solutions: dict) -> list[str]:
     the same lesson that it uses by name (transitively). `solutions` maps exercise id -> source.
     Cells an exercise does not use are not run, so one broken answer cannot sink the others."""
     earlier = [i for i in solutions if i.split(".")[0] == exercise.id.split(".")[0]
-               and _order(i) < _order(exercise.id)]
+               and exercise_order(i) < exercise_order(exercise.id)]
     needed, wanted = [exercise.id], set(_names(solutions[exercise.id])[1])
     for other in reversed(earlier):
         defined, used = _names(solutions[other])
         if defined & wanted:
             needed.append(other)
             wanted |= used
-    return [solutions[i] for i in sorted(needed, key=_order)]
+    return [solutions[i] for i in sorted(needed, key=exercise_order)]
 
 
-def _order(exercise: str) -> tuple[int, int]:
+def exercise_order(exercise: str) -> tuple[int, int]:
     lesson, number = exercise.split(".")
     return int(lesson), int(number)
 
@@ -239,8 +239,8 @@ def solutions(nb) -> dict:
     student's), found by their nbgrader grade_id."""
     found = {}
     for cell in nb.cells:
-        ex_id = exercise_id(_nbgrader(cell).get("grade_id", ""))
-        if ex_id is not None and cell.cell_type == "code" and _nbgrader(cell).get("solution"):
+        ex_id = exercise_id(nbgrader_meta(cell).get("grade_id", ""))
+        if ex_id is not None and cell.cell_type == "code" and nbgrader_meta(cell).get("solution"):
             found[ex_id] = cell.source
     return found
 
