@@ -42,7 +42,7 @@ book: $(BOOK_STAMP)
 # The site served on localhost and opened page by page in headless Chromium (Debian's chromium
 # package at /usr/bin/chromium); screenshots in _build/screenshots.
 test-book: book
-	$(PY) -m pytest -q tests/book
+	$(PY) -m pytest -q tests/book tests/test_course_book.py
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet "torch==2.13.0"
