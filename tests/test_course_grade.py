@@ -235,6 +235,7 @@ def test_leaderboard_ranks_points_then_compression(tmp_path):
               G.Grade("a", "01.1", 1.0, 1, "passed")]
     board = G.leaderboard(grades)
     assert [r["student"] for r in board] == ["b", "a", "c"] and [r["rank"] for r in board] == [1, 2, 3]
+    assert "accuracy 97.10%, compression 60.0× → 8 / 10 points" in G.feedback("b", grades[1:2], seed=1)
     G.write_leaderboard(board, tmp_path / "leaderboard.csv")
     with open(tmp_path / "leaderboard.csv") as f:
         rows = list(csv.DictReader(f))

@@ -390,6 +390,10 @@ def feedback(student: str, grades: list, seed: int) -> str:
                 lines += ["Your written answer:", ""] + [f"> {line}" for line in answer.splitlines()] + [""]
             else:
                 lines += ["```text", g.reason.strip(), "```", ""]
+    for g in grades:   # what a scored exercise (the capstone) measured on the held-out digits
+        if "compression" in g.detail and "accuracy" in g.detail:
+            lines += ["", f"Exercise {g.exercise}: accuracy {g.detail['accuracy']:.2%}, compression "
+                      f"{g.detail['compression']:.1f}× → {g.points:g} / {g.max_points:g} points."]
     lines += ["", f"_Checked on hidden variants (grading seed {seed}); the lesson's self-check shows only "
               "some of the cases._", ""]
     return "\n".join(lines)
