@@ -22,6 +22,8 @@ from pathlib import Path
 
 import nbformat
 
+from ..files import atomic_write
+
 PACKAGE = Path(__file__).resolve().parents[1]
 ROOT = PACKAGE.parent
 DEFAULT_CACHE = ROOT / "_build" / "executed"
@@ -96,9 +98,6 @@ def execute(path, fast: bool = False, cache_dir=DEFAULT_CACHE, timeout: int = 36
         seconds = time.perf_counter() - start
     nb.metadata.setdefault("minprune", {})["execution"] = {
         "key": fingerprint(path, fast), "seconds": round(seconds, 1), "fast": fast}
-    target = Path(cache_dir) / ("fast" if fast else "full") / path.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    nbformat.write(nb, partial)
-    partial.replace(target)   # atomic: a killed run never leaves half a notebook in the cache
+    # atomic: a killed run never leaves half a notebook in the cache
+    atomic_write(Path(cache_dir) / ("fast" if fast else "full") / path.name, nbformat.writes(nb))
     return nb

@@ -38,6 +38,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
+from ..files import atomic_write
 from . import notebooks as N
 
 COLUMNS = ["student", "exercise", "points", "max_points", "status", "reason"]
@@ -353,20 +354,13 @@ def grade(submissions, *, lessons_dir=None, seed: int = 0, timeout: float = 60, 
 # ------------------------------------------------------------------------------------------------
 # What the teacher gets
 # ------------------------------------------------------------------------------------------------
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
-
-
 def write_gradebook(grades: list, path) -> None:
     import io
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(g.row() for g in grades)
-    _atomic_write(Path(path), buf.getvalue())
+    atomic_write(Path(path), buf.getvalue())
 
 
 def feedback(student: str, grades: list, seed: int) -> str:
@@ -406,7 +400,7 @@ def write_feedback(grades: list, folder, seed: int) -> list[Path]:
     written = []
     for student, gs in by_student.items():
         path = Path(folder) / f"{student}.md"
-        _atomic_write(path, feedback(student, gs, seed))
+        atomic_write(path, feedback(student, gs, seed))
         written.append(path)
     return written
 
@@ -431,7 +425,7 @@ def write_leaderboard(rows: list, path) -> None:
     for r in rows:
         writer.writerow({**r, "accuracy": f"{r['accuracy']:.4f}", "compression": f"{r['compression']:.2f}",
                          "points": f"{r['points']:g}", "max_points": f"{r['max_points']:g}"})
-    _atomic_write(Path(path), buf.getvalue())
+    atomic_write(Path(path), buf.getvalue())
 
 
 def summary(grades: list) -> str:
