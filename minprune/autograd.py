@@ -9,25 +9,28 @@ before it is passed on.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import numpy as np
 
-_grad_enabled = True
+# Grad mode belongs to a thread, as in PyTorch: a `no_grad()` block in one thread (say, a
+# validation pass) must not switch off graph building in another thread that is training.
+_mode = threading.local()
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    return getattr(_mode, "enabled", True)
 
 
 @contextlib.contextmanager
 def no_grad():
-    """Inside this block operations build no graph (inference, optimizer updates, pruning)."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
+    """Inside this block operations build no graph (inference, optimizer updates, pruning).
+    It affects only the thread that enters it."""
+    previous, _mode.enabled = is_grad_enabled(), False
     try:
         yield
     finally:
-        _grad_enabled = previous
+        _mode.enabled = previous
 
 
 class Context:
@@ -66,7 +69,7 @@ class Function:
         ctx.needs_grad = tuple(t.requires_grad for t in tensors)
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         out = cls.forward(ctx, *raw)
-        requires_grad = _grad_enabled and any(ctx.needs_grad)
+        requires_grad = is_grad_enabled() and any(ctx.needs_grad)
         result = Tensor(out, requires_grad=requires_grad)
         if requires_grad:
             result._ctx, result._op, result._parents = ctx, cls, tuple(tensors)

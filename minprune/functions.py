@@ -7,11 +7,18 @@ Read one op at a time: the chain rule for that op is all there is.
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 
 from . import kernels as K
 from .autograd import Context, Function
+
+
+def promoted(a: np.ndarray) -> np.ndarray:
+    """`a` in a precision the kernels compute in: float16 (or any smaller float) becomes float32,
+    as NumPy's own promotion does in a Linear layer's float16 @ float32 matmul."""
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.result_type(a, np.float32))
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:
@@ -236,7 +243,7 @@ class Log(Function):
 class ReLU(Function):
     @staticmethod
     def forward(ctx, a):
-        out = np.maximum(a, 0)
+        out = np.maximum(promoted(a), 0)
         ctx.save(out)
         return out
 
@@ -246,16 +253,19 @@ class ReLU(Function):
 
 
 class Masked(Function):
-    """w ⊙ mask with a constant boolean mask: pruned weights give 0 and get gradient 0."""
+    """w where the boolean mask is True, else 0: pruned weights give 0 and get gradient 0.
+
+    A selection, not w · mask: NaN · 0 is NaN, and a pruned weight must be 0 whatever it holds.
+    The mask may broadcast against w (an output mask of shape (1, C, 1, 1) on activations)."""
 
     @staticmethod
     def forward(ctx, w, mask):
         ctx.save(mask)
-        return w * mask
+        return np.where(mask, w, w.dtype.type(0))
 
     @staticmethod
     def backward(ctx, g):
-        return g * ctx.saved[0]
+        return np.where(ctx.saved[0], g, g.dtype.type(0))
 
 
 # --- losses -------------------------------------------------------------------------------------
@@ -329,12 +339,16 @@ class _Workspace:
     backwards interleave; a second array is allocated instead. Two per key cover `fit` (the
     previous step's graph is still alive while the next forward runs). Only arrays of at least
     `min_bytes` are pooled, at most `per_key` per (tag, shape, dtype) and `max_bytes` in all.
+
+    Thread-safe: the check "only the pool holds it" and handing the array out happen under one
+    lock, so two threads training at once never receive the same buffer.
     """
 
     def __init__(self, min_bytes=1 << 20, max_bytes=1 << 30, per_key=2):
         self.min_bytes, self.max_bytes, self.per_key = min_bytes, max_bytes, per_key
         self.pool: dict = {}
         self.nbytes = 0
+        self.lock = threading.Lock()
 
     def get(self, tag, shape, dtype, zeros=False):
         """An array of `shape`; its contents are garbage from an earlier use (all zeros when
@@ -344,19 +358,21 @@ class _Workspace:
         new = np.zeros if zeros else np.empty
         if size < self.min_bytes:
             return new(shape, dtype)
-        bufs = self.pool.setdefault((tag, tuple(shape), dtype), [])
-        for i in range(len(bufs)):
-            if sys.getrefcount(bufs[i]) == 2:  # the list's reference and getrefcount's argument
-                return bufs[i]
-        buf = new(shape, dtype)
-        if len(bufs) < self.per_key and self.nbytes + size <= self.max_bytes:
-            bufs.append(buf)
-            self.nbytes += size
-        return buf
+        with self.lock:
+            bufs = self.pool.setdefault((tag, tuple(shape), dtype), [])
+            for i in range(len(bufs)):
+                if sys.getrefcount(bufs[i]) == 2:  # the list's reference and getrefcount's argument
+                    return bufs[i]
+            buf = new(shape, dtype)
+            if len(bufs) < self.per_key and self.nbytes + size <= self.max_bytes:
+                bufs.append(buf)
+                self.nbytes += size
+            return buf
 
     def clear(self):
-        self.pool.clear()
-        self.nbytes = 0
+        with self.lock:
+            self.pool.clear()
+            self.nbytes = 0
 
 
 WORKSPACE = _Workspace()
@@ -375,6 +391,7 @@ class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, w, b, stride, padding):
         (sh, sw), (ph, pw) = stride, padding
+        x = promoted(x)
         n, c, h, wd = x.shape
         o, _, kh, kw = w.shape
         if ph or pw:
@@ -426,7 +443,7 @@ class Conv2d(Function):
 class MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel, stride):
-        x = np.ascontiguousarray(x)
+        x = np.ascontiguousarray(promoted(x))
         out, argmax = K.maxpool2d_forward(x, kernel[0], kernel[1], stride[0], stride[1])
         ctx.save(argmax, x.shape)
         return out
@@ -441,7 +458,8 @@ class AvgPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel, stride):
         ctx.save(x.shape, kernel, stride)
-        return K.avgpool2d_forward(np.ascontiguousarray(x), kernel[0], kernel[1], stride[0], stride[1])
+        x = np.ascontiguousarray(promoted(x))
+        return K.avgpool2d_forward(x, kernel[0], kernel[1], stride[0], stride[1])
 
     @staticmethod
     def backward(ctx, g):

@@ -2,6 +2,8 @@
 
 All are mask-aware: after every step a pruned weight is put back to exactly 0 and its optimizer
 state (momentum buffer, Adam moments) is zeroed too, so momentum cannot push it away from 0 later.
+"Put back" is a selection (`data[~mask] = 0`), not a multiplication by the mask: a step with an
+inf or NaN learning rate or gradient makes the weight NaN, and NaN · 0 is still NaN.
 """
 from __future__ import annotations
 
@@ -9,15 +11,20 @@ import math
 
 import numpy as np
 
+from . import checks
+from .nn.module import zero_where_pruned
+
+
+def _rate(lr) -> float:
+    return checks.number(lr, "lr", lo=0, lo_open=True)
+
 
 class Optimizer:
     def __init__(self, params, lr):
         self.params = [p for p in params if p.requires_grad]
         if not self.params:
             raise ValueError("params: the optimizer got no parameters that require gradients")
-        if not (isinstance(lr, (int, float)) and lr > 0):
-            raise ValueError(f"lr: learning rate must be a positive number, got {lr!r}")
-        self.lr = float(lr)
+        self.lr = _rate(lr)
         self.state: dict[int, dict] = {}
 
     def zero_grad(self):
@@ -30,10 +37,10 @@ class Optimizer:
                 continue
             self._update(p, self.state.setdefault(i, {}))
             if p.mask is not None:
-                p.data *= p.mask
+                zero_where_pruned(p.data, p.mask)
                 for buf in self.state[i].values():
                     if isinstance(buf, np.ndarray):
-                        buf *= p.mask
+                        zero_where_pruned(buf, p.mask)
 
     def _update(self, p, state):
         raise NotImplementedError
@@ -44,11 +51,11 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, lr)
-        if momentum < 0 or weight_decay < 0:
-            raise ValueError(f"momentum/weight_decay: must be ≥ 0, got {momentum}, {weight_decay}")
-        if nesterov and momentum == 0:
+        self.momentum = checks.number(momentum, "momentum", lo=0)
+        self.nesterov = checks.boolean(nesterov, "nesterov")
+        self.weight_decay = checks.number(weight_decay, "weight_decay", lo=0)
+        if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov: needs momentum > 0")
-        self.momentum, self.nesterov, self.weight_decay = momentum, nesterov, weight_decay
 
     def _update(self, p, state):
         g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
@@ -65,12 +72,13 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
-        if not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"betas: each must be in [0, 1), got {betas}")
-        if not eps > 0 or weight_decay < 0:
-            raise ValueError(f"eps/weight_decay: need eps > 0 and weight_decay ≥ 0, got {eps}, "
-                             f"{weight_decay}")
-        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+        if isinstance(betas, str) or np.ndim(betas) != 1 or len(betas) != 2:
+            raise TypeError(f"betas: expected a pair (beta1, beta2) such as (0.9, 0.999), got "
+                            f"{betas!r}")
+        self.betas = tuple(checks.number(b, f"betas[{i}]", lo=0, hi=1, hi_open=True)
+                           for i, b in enumerate(betas))
+        self.eps = checks.number(eps, "eps", lo=0, lo_open=True)
+        self.weight_decay = checks.number(weight_decay, "weight_decay", lo=0)
 
     def _update(self, p, state):
         b1, b2 = self.betas
@@ -89,7 +97,7 @@ def make_optimizer(name_or_optimizer, params, lr, **kwargs) -> Optimizer:
     """`"sgd"` (momentum 0.9 by default) / `"adam"` by name, or pass an Optimizer through."""
     if isinstance(name_or_optimizer, Optimizer):
         return name_or_optimizer
-    if name_or_optimizer not in OPTIMIZERS:
+    if not isinstance(name_or_optimizer, str) or name_or_optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer: {name_or_optimizer!r} is not one of {sorted(OPTIMIZERS)} "
                          "or an Optimizer instance")
     if name_or_optimizer == "sgd":
@@ -109,15 +117,16 @@ class LRSchedule:
 
     def __init__(self, optimizer, kind="cosine", total_steps=None, step_size=None, gamma=0.1,
                  lr_min=0.0, warmup=0):
-        if kind not in self.KINDS:
-            raise ValueError(f"kind: {kind!r} is not one of {self.KINDS}")
-        if kind == "cosine" and not (isinstance(total_steps, int) and total_steps > 0):
-            raise ValueError(f"total_steps: cosine needs a positive int, got {total_steps!r}")
-        if kind == "step" and not (isinstance(step_size, int) and step_size > 0):
-            raise ValueError(f"step_size: step schedule needs a positive int, got {step_size!r}")
+        checks.one_of(kind, "kind", self.KINDS)
+        if kind == "cosine":
+            total_steps = checks.integer(total_steps, "total_steps", minimum=1)
+        if kind == "step":
+            step_size = checks.integer(step_size, "step_size", minimum=1)
         self.optimizer, self.kind, self.base_lr = optimizer, kind, optimizer.lr
-        self.total_steps, self.step_size, self.gamma = total_steps, step_size, gamma
-        self.lr_min, self.warmup, self.t = lr_min, warmup, 0
+        self.total_steps, self.step_size = total_steps, step_size
+        self.gamma = checks.number(gamma, "gamma", lo=0, lo_open=True)
+        self.lr_min = checks.number(lr_min, "lr_min", lo=0, hi=self.base_lr)
+        self.warmup, self.t = checks.integer(warmup, "warmup", minimum=0), 0
         optimizer.lr = self.lr_at(0)
 
     def lr_at(self, t: int) -> float:

@@ -69,6 +69,96 @@ def test_pruned_weights_stay_zero_through_training(s, opt, granularity, cnn):
             assert np.all(m.bias.data[dead] == 0)
 
 
+# What a step may throw at the weights: ordinary or non-finite gradients, and learning rates
+# that a schedule or a user set to inf/NaN after the optimizer was built.
+_GRADS = st.sampled_from(["normal", "nan", "inf", "-inf", "huge", "zero"])
+_RATES = st.sampled_from([0.1, 1e30, float("inf"), float("nan"), -1.0])
+_MAKERS = {
+    "sgd": lambda ps: mp.optim.SGD(ps, lr=0.1),
+    "momentum": lambda ps: mp.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.1),
+    "nesterov": lambda ps: mp.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+    "adam": lambda ps: mp.optim.Adam(ps, lr=0.1, weight_decay=0.1),
+}
+
+
+def _gradient(kind, shape, r):
+    g = r.normal(size=shape).astype(np.float32)
+    spots = r.random(shape) < 0.5  # pruned and kept weights alike get the bad values
+    if kind in ("nan", "inf", "-inf"):
+        g[spots] = float(kind)
+    elif kind == "huge":
+        g[spots] = 3e38
+    elif kind == "zero":
+        g[:] = 0
+    return g
+
+
+@settings(max_examples=60)
+@given(make=st.sampled_from(sorted(_MAKERS)), steps=st.lists(st.tuples(_GRADS, _RATES),
+                                                             min_size=1, max_size=6),
+       seed=st.integers(0, 2 ** 16))
+def test_no_sequence_of_optimizer_steps_leaves_a_pruned_weight_other_than_zero(make, steps, seed):
+    r = np.random.default_rng(seed)
+    model = mlp(seed % 7)
+    masks = mp.prune.prune(model, 0.5, criterion="random", seed=seed)
+    pruned_fraction = mp.prune.sparsity(model)
+    opt = _MAKERS[make](model.parameters())
+    with np.errstate(all="ignore"):  # overflow and NaN are the point here
+        for kind, lr in steps:
+            for p in model.parameters():
+                p.grad = _gradient(kind, p.shape, r)
+            opt.lr = lr
+            opt.step()
+            for i, p in enumerate(opt.params):
+                if p.mask is not None:
+                    assert np.count_nonzero(p.data[~p.mask]) == 0  # exactly 0: not NaN, not -0…
+                    for buf in opt.state.get(i, {}).values():
+                        if isinstance(buf, np.ndarray):  # nor can momentum or Adam bring it back
+                            assert np.count_nonzero(buf[~p.mask]) == 0
+    for n, m in prunable_layers(model).items():
+        np.testing.assert_array_equal(m.weight.mask, masks[n])
+    assert mp.prune.sparsity(model) >= pruned_fraction  # NaN survivors are not counted as zeros
+
+
+def test_a_huge_learning_rate_cannot_make_pruned_weights_nan(mnist_small):
+    """The issue's example: SGD with a huge learning rate turned pruned weights into NaN
+    (NaN · 0 = NaN), and sparsity() then reported less than was pruned."""
+    x, y = mnist_small
+    model = mp.models.lenet_300_100(seed=0)
+    mp.prune.prune(model, 0.9)
+    opt = mp.optim.SGD(model.parameters(), lr=1e30, momentum=0.9)
+    with np.errstate(all="ignore"):
+        for i in range(3):
+            opt.zero_grad()
+            fn.cross_entropy(model(mp.Tensor(x[i * 32:(i + 1) * 32])), y[i * 32:(i + 1) * 32]).backward()
+            opt.step()
+    assert any(np.isnan(p.data).any() for p in model.parameters())  # training did blow up
+    assert mp.prune.sparsity(model) >= 0.9
+    for m in prunable_layers(model).values():
+        assert np.count_nonzero(m.weight.data[~m.weight.mask]) == 0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_pruning_a_model_with_non_finite_weights(bad):
+    model = mlp()
+    model[0].weight.data[0, :3] = bad
+    n = sum(m.weight.size for m in prunable_layers(model).values())
+    random = copy.deepcopy(model)  # a data-free criterion that does not look at the values
+    mp.prune.prune(random, 0.5, criterion="random", scope="global")
+    assert mp.prune.sparsity(random) == round(0.5 * n) / n
+    for m in prunable_layers(random).values():
+        assert np.count_nonzero(m.weight.data[~m.weight.mask]) == 0
+    everything = copy.deepcopy(model)
+    if np.isnan(bad):  # a NaN weight has no magnitude to rank: an error that says why
+        with pytest.raises(ValueError, match=r"NaN scores for '0' \(the weights of '0' hold NaN"):
+            mp.prune.prune(everything, 0.5)
+    else:  # ±inf is the largest magnitude: kept at 50%, and 0 once pruned at 100%
+        mp.prune.prune(everything, 0.5)
+        assert np.isinf(everything[0].weight.data[0, :3]).all()
+        mp.prune.prune(everything, 1.0)
+        assert mp.prune.sparsity(everything) == 1.0
+
+
 def test_optimizer_state_of_pruned_weights_is_zeroed(tiny_mlp, rng):
     x, y = rng.normal(size=(8, 4)).astype(np.float32), rng.integers(0, 3, 8)
     opt = mp.optim.SGD(tiny_mlp.parameters(), lr=0.1, momentum=0.9)

@@ -461,9 +461,14 @@ def test_output_mask_zeroes_output_units(rng):
     (lambda: nn.MaxPool2d(0), ValueError, "kernel_size"),
     (lambda: nn.MaxPool2d(2, stride=0), ValueError, "stride"),
     (lambda: nn.AvgPool2d(2.5), TypeError, "kernel_size"),
+    (lambda: nn.AvgPool2d((2, 2, 2)), TypeError, "kernel_size"),
+    (lambda: nn.BatchNorm1d(2, momentum=float("nan")), ValueError, "momentum"),
+    (lambda: nn.BatchNorm1d(2, eps=0), ValueError, "eps"),
+    (lambda: nn.Dropout("0.5"), TypeError, "p"),
+    (lambda: nn.Dropout(True), TypeError, "p"),
 ])
 def test_bad_constructor_arguments(make, exc, name):
-    with pytest.raises(exc, match=name):
+    with pytest.raises(exc, match=f"^{name}"):
         make()
 
 
@@ -482,3 +487,133 @@ def test_bad_constructor_arguments(make, exc, name):
 def test_wrong_input_shape_names_x(layer, shape):
     with pytest.raises(ValueError, match="x"):
         layer(Tensor(np.zeros(shape, np.float32)))
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (nn.Linear(4, 3), (0, 4)),
+    (nn.Conv2d(1, 3, 3), (0, 1, 5, 5)),
+    (nn.MaxPool2d(2), (0, 1, 4, 4)),
+    (nn.AvgPool2d(2), (0, 1, 4, 4)),
+    (nn.Flatten(), (0, 1, 4, 4)),
+])
+def test_an_empty_batch_is_refused_by_every_layer_alike(layer, shape):
+    with pytest.raises(ValueError, match=r"^x: an empty batch \(shape \(0,"):
+        layer(Tensor(np.zeros(shape, np.float32)))
+
+
+@pytest.mark.parametrize("name", ["lenet_300_100", "lenet5", "conv4"])
+def test_an_empty_batch_through_any_model_names_x(name):
+    with pytest.raises(ValueError, match="^x: an empty batch"):
+        mp.models.get_model(name)(Tensor(np.zeros((0, 1, 28, 28), np.float32)))
+    with pytest.raises(ValueError, match="^logits: expected shape .* N ≥ 1"):
+        mp.nn.functional.cross_entropy(Tensor(np.zeros((0, 10), np.float32)), np.zeros(0, int))
+
+
+@pytest.mark.parametrize("name", ["lenet_300_100", "lenet5", "conv4"])
+def test_float16_input_is_computed_in_float32_by_linear_and_conv_alike(name):
+    """Linear promotes float16 @ float32 to float32 (NumPy's rule); Conv2d, pooling, ReLU and
+    BatchNorm do the same instead of failing in a kernel."""
+    model = mp.models.get_model(name, seed=0)
+    x = np.random.default_rng(0).random((3, 1, 28, 28))
+    x16 = Tensor(x.astype(np.float16), requires_grad=True)
+    out16 = model(x16)
+    mp.nn.functional.cross_entropy(out16, [0, 1, 2]).backward()
+    assert out16.dtype == np.float32 and x16.grad.dtype == np.float32
+    out32 = model(Tensor(x.astype(np.float16).astype(np.float32)))
+    np.testing.assert_allclose(out16.data, out32.data, rtol=1e-6, atol=1e-6)
+
+
+def test_float16_through_each_layer_without_weights(rng):
+    x = Tensor(rng.random((2, 3, 4, 4)).astype(np.float16), requires_grad=True)
+    for layer in (nn.MaxPool2d(2), nn.AvgPool2d(2), nn.ReLU(), nn.BatchNorm2d(3)):
+        out = layer(x)
+        out.sum().backward()
+        assert out.dtype == np.float32 and x.grad.shape == x.shape
+        x.grad = None
+
+
+def test_output_mask_must_match_the_layer_and_be_boolean():
+    lin = nn.Linear(4, 5, rng=0)
+    for bad in (np.ones(4, bool), np.ones((5, 1), bool), np.ones(6, bool)):
+        with pytest.raises(ValueError, match=r"^output_mask: .*\(5\) of Linear, got shape"):
+            lin.output_mask = bad
+    with pytest.raises(TypeError, match="^output_mask: expected a boolean array"):
+        lin.output_mask = np.array([0.5, 1, 1, 1, 1])
+    assert lin.output_mask is None  # a refused mask is not installed
+    lin.output_mask = np.array([1, 0, 1, 1, 1])  # 0/1 numbers are read as booleans
+    assert lin.output_mask.dtype == bool and lin.output_mask.sum() == 4
+    conv, bn = nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3)
+    for layer in (conv, bn):
+        with pytest.raises(ValueError, match=r"^output_mask: .*\(3\)"):
+            layer.output_mask = np.ones(2, bool)
+    relu = nn.ReLU()  # a layer without a fixed width: checked against the output it masks
+    relu.output_mask = np.ones(3, bool)
+    with pytest.raises(ValueError, match=r"^output_mask: has 3 entries but ReLU's output has "
+                                         r"shape \(2, 4\)"):
+        relu(Tensor(np.ones((2, 4), np.float32)))
+
+
+def test_load_state_dict_refuses_a_wrong_output_mask_and_changes_nothing():
+    model = mp.models.lenet5()
+    state = model.state_dict()
+    state["classifier.3.output_mask"] = np.ones(83, bool)
+    fresh = mp.models.lenet5(seed=5)
+    before = fresh.state_dict()
+    with pytest.raises(ValueError, match="output_mask"):
+        fresh.load_state_dict(state)
+    after = fresh.state_dict()
+    assert after.keys() == before.keys()
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k])
+
+
+def test_masks_select_so_nan_and_inf_weights_become_exactly_zero():
+    p = nn.Parameter(np.array([[np.nan, np.inf], [-np.inf, 1.0]], np.float32))
+    p.grad = np.full((2, 2), np.nan, np.float32)
+    p.set_mask(np.array([[False, False], [False, True]]))
+    np.testing.assert_array_equal(p.data, [[0, 0], [0, 1]])
+    np.testing.assert_array_equal(p.grad[~p.mask], [0, 0, 0])
+    lin = nn.Linear(2, 2, rng=0)
+    lin.weight.set_mask(np.array([[True, False], [True, True]]))
+    lin.weight.data[0, 1] = np.nan  # a pruned weight corrupted behind the mask's back
+    out = lin(Tensor(np.ones((1, 2), np.float32)))
+    assert np.isfinite(out.data).all()  # the forward selects: NaN · 0 would be NaN
+    out.sum().backward()
+    assert lin.weight.grad[0, 1] == 0
+
+
+@pytest.mark.filterwarnings("ignore:invalid value")
+def test_output_mask_silences_nan_activations():
+    lin = nn.Linear(2, 3, rng=0)
+    lin.weight.data[1] = np.inf
+    lin.output_mask = np.array([True, False, True])
+    out = lin(Tensor(np.array([[1.0, -1.0]], np.float32)))
+    assert out.data[0, 1] == 0 and np.isfinite(out.data).all()
+
+
+def test_init_keeps_pruned_weights_zero_even_from_nan():
+    p = nn.Parameter(np.full((3, 4), np.nan, np.float32))
+    p.mask = np.eye(3, 4, dtype=bool)
+    nn.init.kaiming_normal_(p, rng=0)
+    assert (p.data[~p.mask] == 0).all() and (p.data[p.mask] != 0).all()
+
+
+def test_layer_constructors_take_numpy_integers_and_floats():
+    lin = nn.Linear(np.int64(4), np.int32(3))
+    conv = nn.Conv2d(np.int64(1), np.int64(2), (np.int64(3), 3), stride=np.int64(1),
+                     padding=np.int8(1))
+    bn = nn.BatchNorm2d(np.int64(2), eps=np.float32(1e-3), momentum=np.float64(0.2))
+    drop = nn.Dropout(np.float32(0.25))
+    assert lin.weight.shape == (3, 4) and conv.weight.shape == (2, 1, 3, 3)
+    assert type(conv.kernel_size[0]) is int and bn.momentum == pytest.approx(0.2)
+    assert drop.p == 0.25
+    out = nn.MaxPool2d(np.int64(2))(conv(Tensor(np.ones((1, 1, 4, 4), np.float32))))
+    assert out.shape == (1, 2, 2, 2)
+
+
+def test_average_pooling_is_not_a_kind_of_max_pooling():
+    assert not issubclass(nn.AvgPool2d, nn.MaxPool2d)
+    assert not isinstance(nn.AvgPool2d(2), nn.MaxPool2d)
+    x = Tensor(np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))
+    np.testing.assert_array_equal(nn.AvgPool2d(2)(x).data, [[[[2.5, 4.5], [10.5, 12.5]]]])
+    np.testing.assert_array_equal(nn.MaxPool2d(2)(x).data, [[[[5, 7], [13, 15]]]])

@@ -167,7 +167,18 @@ def _p():
 @pytest.mark.parametrize("make, exc, name", [
     (lambda: optim.SGD(_p(), lr=0), ValueError, "lr"),
     (lambda: optim.SGD(_p(), lr=-0.1), ValueError, "lr"),
-    (lambda: optim.SGD(_p(), lr="0.1"), ValueError, "lr"),
+    (lambda: optim.SGD(_p(), lr="0.1"), TypeError, "lr"),
+    (lambda: optim.SGD(_p(), lr=True), TypeError, "lr"),
+    (lambda: optim.SGD(_p(), lr=float("nan")), ValueError, "lr"),
+    (lambda: optim.SGD(_p(), lr=float("inf")), ValueError, "lr"),
+    (lambda: optim.SGD(_p(), lr=0.1, nesterov="yes"), TypeError, "nesterov"),
+    (lambda: optim.Adam(_p(), betas=0.9), TypeError, "betas"),
+    (lambda: optim.Adam(_p(), betas=(0.9,)), TypeError, "betas"),
+    (lambda: optim.Adam(_p(), betas=(0.9, "0.999")), TypeError, r"betas\[1\]"),
+    (lambda: optim.Adam(_p(), betas=(-0.1, 0.999)), ValueError, r"betas\[0\]"),
+    (lambda: optim.LRSchedule(_opt(), "cosine", total_steps=10, gamma=0), ValueError, "gamma"),
+    (lambda: optim.LRSchedule(_opt(), "cosine", total_steps=10, warmup=-1), ValueError, "warmup"),
+    (lambda: optim.make_optimizer(3, _p(), 0.1), ValueError, "optimizer"),
     (lambda: optim.SGD([], lr=0.1), ValueError, "params"),
     (lambda: optim.SGD(_p(), lr=0.1, momentum=-0.5), ValueError, "momentum"),
     (lambda: optim.SGD(_p(), lr=0.1, weight_decay=-1.0), ValueError, "weight_decay"),
@@ -176,13 +187,25 @@ def _p():
     (lambda: optim.Adam(_p(), weight_decay=-0.1), ValueError, "weight_decay"),
     (lambda: optim.Adam(_p(), eps=-1.0), ValueError, "eps"),
     (lambda: optim.LRSchedule(_opt(), "linear"), ValueError, "kind"),
-    (lambda: optim.LRSchedule(_opt(), "cosine"), ValueError, "total_steps"),
+    (lambda: optim.LRSchedule(_opt(), "cosine"), TypeError, "total_steps"),
     (lambda: optim.LRSchedule(_opt(), "step", step_size=0), ValueError, "step_size"),
     (lambda: optim.make_optimizer("rmsprop", _p(), 0.1), ValueError, "optimizer"),
 ])
 def test_bad_arguments(make, exc, name):
-    with pytest.raises(exc, match=name):
+    with pytest.raises(exc, match=f"^{name}"):
         make()
+
+
+def test_numpy_scalars_are_numbers_everywhere():
+    sgd = optim.SGD(_p(), lr=np.float32(0.5), momentum=np.float64(0.9), weight_decay=np.int64(0),
+                    nesterov=np.bool_(True))
+    assert (sgd.lr, sgd.momentum, sgd.weight_decay, sgd.nesterov) == (0.5, pytest.approx(0.9), 0, True)
+    adam = optim.Adam(_p(), lr=np.float32(0.25), betas=np.array([0.5, 0.75], np.float32),
+                      eps=np.float64(1e-6))
+    assert adam.lr == 0.25 and adam.betas == (0.5, 0.75)
+    sched = optim.LRSchedule(sgd, "step", step_size=np.int64(2), gamma=np.float32(0.5))
+    sched.step(), sched.step()
+    assert sgd.lr == 0.25
 
 
 def test_make_optimizer():

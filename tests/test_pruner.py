@@ -39,6 +39,35 @@ def batch(n=32, seed=0):
     ({"sparsity": 0.3, "granularity": "1:2"}, ValueError, ["sparsity", "1:2", "0.3", "0.5"]),
     ({"scope": {"0": 2.0}}, ValueError, ["scope", "2.0"]),
     ({"scope": {"9": 0.5}}, ValueError, ["'9'"]),
+    # arguments that would be ignored are errors
+    ({"sparsity": 0.9, "scope": {"0": 0.5}}, ValueError, ["sparsity", "0.9", "ignored", "None"]),
+    ({"scope": {}}, ValueError, ["scope", "empty"]),
+    ({"sparsity": 0.5, "scope": {}}, ValueError, ["scope", "empty"]),
+    ({"sparsity": 0.5, "target": "activations", "batch": batch(), "granularity": "filter"},
+     ValueError, ["granularity", "'filter'", "ignored"]),
+    ({"sparsity": 0.5, "target": "activations", "batch": batch(), "reduce": "l2"},
+     ValueError, ["reduce", "'l2'", "ignored"]),
+    ({"sparsity": 0.5, "target": "activations", "batch": batch(), "criterion": "magnitude"},
+     ValueError, ["criterion", "'magnitude'", "activation"]),
+    ({"sparsity": 0.5, "reduce": "l2"}, ValueError, ["reduce", "'l2'", "ignored"]),
+    ({"sparsity": 0.5, "granularity": "filter", "criterion": "fpgm", "reduce": "l2"},
+     ValueError, ["reduce", "ignored"]),
+    ({"sparsity": 0.5, "scope": "layerwise", "normalize": True}, ValueError,
+     ["normalize", "ignored", "layerwise"]),
+    ({"scope": {"0": 0.5}, "normalize": False}, ValueError, ["normalize", "ignored"]),
+    ({"sparsity": 0.5, "normalize": "yes"}, TypeError, ["normalize"]),
+    ({"granularity": "1:2", "scope": {"0": 0.5}}, ValueError, ["scope", "1:2", "exclude"]),
+    ({"sparsity": 0.5, "scope": ["0"]}, ValueError, ["scope", "['0']"]),
+    ({"sparsity": 0.5, "exclude": 4}, TypeError, ["exclude", "4"]),
+    ({"sparsity": 0.5, "criterion": "random", "seed": -1}, ValueError, ["seed", "-1"]),
+    ({"sparsity": float("nan")}, ValueError, ["sparsity", "nan"]),
+    # empty data for a data-driven criterion
+    ({"sparsity": 0.5, "criterion": "gradient", "batch": (np.zeros((0, 6), np.float32),
+                                                          np.zeros(0, int))},
+     ValueError, ["batch", "(0, 6)", "at least one example"]),
+    ({"sparsity": 0.5, "criterion": "taylor", "batch": [batch(), (np.zeros((0, 6), np.float32),
+                                                                  np.zeros(0, int))]},
+     ValueError, ["batch 1", "at least one example"]),
 ])
 def test_prune_rejects_bad_arguments(kwargs, err, words):
     model = mlp()
@@ -47,6 +76,31 @@ def test_prune_rejects_bad_arguments(kwargs, err, words):
     for w in words:
         assert w in str(e.value), (w, str(e.value))
     assert all(p.mask is None for p in model.parameters())  # nothing half-done
+
+
+def test_conv_model_with_an_empty_batch_names_the_batch(tiny_cnn):
+    empty = (np.zeros((0, 1, 6, 6), np.float32), np.zeros(0, np.int64))
+    for criterion in ("gradient", "fisher", "snip", "taylor"):
+        with pytest.raises(ValueError, match=r"^batch: batch 0 has x of shape \(0, 1, 6, 6\)"):
+            mp.prune.prune(tiny_cnn, 0.5, criterion=criterion, batch=empty)
+    for criterion in ("activation", "apoz"):
+        with pytest.raises(ValueError, match="^batch: batch 0"):
+            mp.prune.prune(tiny_cnn, 0.5, criterion=criterion, granularity="filter", batch=empty)
+    assert all(p.mask is None for p in tiny_cnn.parameters())
+
+
+def test_numpy_scalars_prune_like_python_numbers():
+    a, b = mlp(), mlp()
+    ma = mp.prune.prune(a, 0.5, scope="layerwise")
+    mb = mp.prune.prune(b, np.float32(0.5), scope="layerwise")
+    for n in ma:
+        np.testing.assert_array_equal(ma[n], mb[n])
+    mc = mp.prune.prune(mlp(), scope={"0": np.float64(0.25)})
+    assert (~mc["0"]).sum() == round(0.25 * 72)
+    md = mp.prune.prune(mlp(), np.float32(0.5), criterion="random", seed=np.int64(3))
+    me = mp.prune.prune(mlp(), 0.5, criterion="random", seed=3)
+    for n in md:
+        np.testing.assert_array_equal(md[n], me[n])
 
 
 def test_prune_returns_masks_of_touched_layers():
@@ -183,10 +237,17 @@ def test_activation_sparsity_keeps_top_k_per_example(k, kept):
     np.testing.assert_array_equal(model(mp.Tensor(x)).data, dense_out)
 
 
-@pytest.mark.parametrize("k", [0, -1, 1.5, True, "3"])
-def test_activation_sparsity_validates_k(k):
-    with pytest.raises(ValueError, match="k"):
+@pytest.mark.parametrize("k, exc", [(0, ValueError), (-1, ValueError), (1.5, ValueError),
+                                    (0.0, ValueError), (float("nan"), ValueError),
+                                    (True, TypeError), ("3", TypeError)])
+def test_activation_sparsity_validates_k(k, exc):
+    with pytest.raises(exc, match="^k: "):
         mp.prune.activation_sparsity(mlp(), k)
+
+
+def test_activation_sparsity_takes_numpy_scalars():
+    assert mp.prune.activation_sparsity(mlp(), np.int64(3)).k == 3
+    assert mp.prune.activation_sparsity(mlp(), np.float32(0.5)).k == 0.5
 
 
 def test_activation_density_measures_nonzero_fraction():

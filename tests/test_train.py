@@ -137,17 +137,127 @@ def test_zero_epochs_changes_nothing(mnist_small):
 
 @pytest.mark.parametrize("kwargs, exc, name", [
     ({"epochs": -1}, ValueError, "epochs"),
-    ({"epochs": 1.5}, ValueError, "epochs"),
+    ({"epochs": 1.5}, TypeError, "epochs"),
+    ({"epochs": True}, TypeError, "epochs"),
     ({"lr": 0}, ValueError, "lr"),
+    ({"lr": float("nan")}, ValueError, "lr"),
     ({"optimizer": "lbfgs"}, ValueError, "optimizer"),
     ({"batch_size": 0}, ValueError, "batch_size"),
     ({"schedule": "exponential"}, ValueError, "schedule"),
     ({"augment": -1}, ValueError, "augment"),
+    ({"seed": -1}, ValueError, "seed"),
+    ({"weight_decay": -1e-4}, ValueError, "weight_decay"),
+    ({"progress": "no"}, TypeError, "progress"),
+    ({"on_nonfinite": "ignore"}, ValueError, "on_nonfinite"),
+    ({"val": (np.zeros((0, 1, 28, 28), np.float32), np.zeros(0, int))}, ValueError, "val"),
 ])
 def test_fit_bad_arguments(mnist_small, kwargs, exc, name):
     x, y = mnist_small
-    with pytest.raises(exc, match=name):
-        train.fit(mp.models.lenet_300_100(), (x[:32], y[:32]), progress=False, **kwargs)
+    model = mp.models.lenet_300_100()
+    before = model.state_dict()
+    with pytest.raises(exc, match=f"^{name}"):
+        train.fit(model, (x[:32], y[:32]), **{"progress": False, **kwargs})
+    for k, v in model.state_dict().items():  # refused before any training
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_fit_refuses_arguments_it_would_ignore(mnist_small):
+    x, y = mnist_small
+    model = mp.models.lenet_300_100()
+    opt = mp.optim.SGD(model.parameters(), lr=0.1)
+    for kwargs in ({"lr": 0.01}, {"weight_decay": 1e-4}):
+        with pytest.raises(ValueError, match="would be ignored"):
+            train.fit(model, (x[:32], y[:32]), optimizer=opt, progress=False, **kwargs)
+    loader = mp.data.DataLoader(x[:32], y[:32], batch_size=16)
+    with pytest.raises(ValueError, match="batch_size: 8 would be ignored"):
+        train.fit(model, loader, batch_size=8, progress=False)
+    other = mp.optim.SGD(mp.models.lenet_300_100().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="optimizer: it updates none of this model"):
+        train.fit(model, (x[:32], y[:32]), optimizer=other, progress=False)
+
+
+def test_fit_and_evaluate_refuse_empty_data():
+    model = mp.models.lenet5()
+    empty = (np.zeros((0, 1, 28, 28), np.float32), np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match="^train: no examples"):
+        train.fit(model, empty, progress=False)
+    with pytest.raises(ValueError, match="^data: no examples"):
+        train.evaluate(model, empty)
+    with pytest.raises(ValueError, match="^data: no examples"):
+        train.evaluate(model, mp.data.DataLoader(*empty))
+    few = mp.data.DataLoader(np.zeros((3, 1, 28, 28), np.float32), np.zeros(3, int), batch_size=4,
+                             drop_last=True)
+    with pytest.raises(ValueError, match="^train: the DataLoader yields no batch"):
+        train.fit(model, few, progress=False)
+
+
+def test_numpy_scalars_train_exactly_like_python_numbers(mnist_small):
+    x, y = mnist_small
+
+    def run(**kw):
+        model = mp.models.lenet_300_100(seed=0)
+        history = train.fit(model, (x[:64], y[:64]), progress=False, **kw)
+        return model.state_dict(), [r["loss"] for r in history]
+
+    a = run(epochs=2, lr=0.05, batch_size=32, weight_decay=1e-3, augment=1, seed=3)
+    b = run(epochs=np.int64(2), lr=np.float32(0.05), batch_size=np.int32(32),
+            weight_decay=np.float64(1e-3), augment=np.int64(1), seed=np.int64(3))
+    assert a[1] == pytest.approx(b[1], rel=1e-6)
+    for k in a[0]:
+        np.testing.assert_allclose(a[0][k], b[0][k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+def test_fit_passes_weight_decay_to_the_optimizer(mnist_small):
+    """fit(weight_decay=λ) is exactly SGD(momentum 0.9, weight_decay=λ); dropping λ would show."""
+    x, y = mnist_small
+    data = (x[:64], y[:64])
+
+    def weights(**kw):
+        model = mp.models.lenet_300_100(seed=0)
+        if "optimizer" in kw:
+            kw["optimizer"] = kw["optimizer"](model.parameters())
+        train.fit(model, data, epochs=1, batch_size=32, schedule=None, progress=False, **kw)
+        return model.classifier[1].weight.data.copy()
+
+    by_name = weights(lr=0.05, weight_decay=0.5)
+    by_hand = weights(optimizer=lambda ps: mp.optim.SGD(ps, lr=0.05, momentum=0.9,
+                                                        weight_decay=0.5))
+    without = weights(lr=0.05)
+    np.testing.assert_array_equal(by_name, by_hand)
+    assert np.abs(by_name).sum() < 0.99 * np.abs(without).sum()  # decay shrank the weights
+
+
+@pytest.mark.filterwarnings("ignore:overflow", "ignore:invalid value")
+def test_a_diverging_loss_raises_and_says_where(mnist_small):
+    x, y = mnist_small
+    model = mp.models.lenet_300_100()
+    with pytest.raises(FloatingPointError, match=r"fit: the training loss became (nan|inf) at "
+                                                 r"epoch 1, step \d+ .*lr"):
+        train.fit(model, (x[:128], y[:128]), lr=1e6, schedule=None, batch_size=16, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:overflow", "ignore:invalid value")
+def test_a_diverging_loss_can_stop_training_and_is_recorded(mnist_small):
+    x, y = mnist_small
+    model = mp.models.lenet_300_100()
+    mp.prune.prune(model, 0.5)
+    steps = []
+
+    class Steps:
+        def on_step_end(self, state):
+            steps.append(state.step)
+
+    with pytest.warns(RuntimeWarning, match="training loss became"):
+        history = train.fit(model, (x[:128], y[:128]), epochs=3, lr=1e6, schedule=None,
+                            batch_size=16, on_nonfinite="stop", callbacks=[Steps()],
+                            progress=False)
+    assert len(history) == 1 and "stopped" in history[-1]
+    assert "diverged" in history[-1]["stopped"]
+    assert len(steps) < 8  # stopped inside the first epoch
+    assert mp.prune.sparsity(model) == pytest.approx(0.5)  # pruned weights still exactly 0
+    for p in model.parameters():
+        if p.mask is not None:
+            assert (p.data[~p.mask] == 0).all()
 
 
 def test_bad_data_arguments(mnist_small):

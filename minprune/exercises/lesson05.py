@@ -16,7 +16,7 @@ from .core import as_int, correct, exercise, fail, layer_weights, require_callab
 # Everything in minprune that decides which weights a scope prunes.
 _BLOCKS = ["minprune.prune.pruner.prune", "minprune.prune.pruner.prune_activations",
            "minprune.prune.scope.select", "minprune.prune.scope.lowest",
-           "minprune.prune.scope.sensitivity_scan"]
+           "minprune.prune.schedules.sensitivity_scan"]
 
 
 def _random_net(rng) -> nn.Sequential:

@@ -3,17 +3,39 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import checks
 from .. import functions as F
 from ..tensor import Tensor, _t
 
 
 def _pair(value, name):
-    if isinstance(value, int):
+    """An int or a pair of ints (NumPy ints too) → a pair of Python ints."""
+    if not isinstance(value, (tuple, list)):
         value = (value, value)
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(isinstance(v, (int, np.integer)) for v in value)):
+    if len(value) != 2:
         raise TypeError(f"{name}: expected an int or a pair of ints, got {value!r}")
-    return tuple(int(v) for v in value)
+    return tuple(checks.integer(v, name) for v in value)
+
+
+def check_window(kernel_size, stride, padding=(0, 0)):
+    """Pairs of ints already: kernel_size ≥ 1, stride ≥ 1, padding ≥ 0, or a ValueError."""
+    for name, pair, least in (("kernel_size", kernel_size, 1), ("stride", stride, 1),
+                              ("padding", padding, 0)):
+        if min(pair) < least:
+            raise ValueError(f"{name}: must be ≥ {least}, got {pair}")
+
+
+def check_dropout(p) -> float:
+    return checks.number(p, "p", lo=0, hi=1, hi_open=True)
+
+
+def _batch(x, expected):
+    """`x` as a Tensor with at least one example (layers refuse an empty batch: it would give
+    NaN means downstream, or nothing to learn from, without saying so)."""
+    x = _t(x)
+    if x.ndim and x.shape[0] == 0:
+        raise ValueError(f"x: an empty batch (shape {x.shape}); expected {expected} with N ≥ 1")
+    return x
 
 
 def masked(param: Tensor) -> Tensor:
@@ -23,7 +45,7 @@ def masked(param: Tensor) -> Tensor:
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    x = _t(x)
+    x = _batch(x, f"shape (N, {weight.shape[1]})")
     if x.ndim != 2 or x.shape[1] != weight.shape[1]:
         raise ValueError(f"x: expected shape (N, {weight.shape[1]}), got {x.shape}")
     # the bias is masked too: a pruned neuron's bias stays 0 and gets no gradient
@@ -32,10 +54,9 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0) -> Tensor:
-    x = _t(x)
+    x = _batch(x, f"shape (N, {weight.shape[1]}, H, W)")
     stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    if min(stride) < 1 or min(padding) < 0:
-        raise ValueError(f"stride/padding: need stride ≥ 1 and padding ≥ 0, got {stride}, {padding}")
+    check_window(weight.shape[2:], stride, padding)
     if x.ndim != 4 or x.shape[1] != weight.shape[1]:
         raise ValueError(f"x: expected shape (N, {weight.shape[1]}, H, W), got {x.shape}")
     kh, kw = weight.shape[2:]
@@ -46,11 +67,10 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
 
 
 def _pool(fn, x, kernel_size, stride):
-    x = _t(x)
+    x = _batch(x, "shape (N, C, H, W)")
     k = _pair(kernel_size, "kernel_size")
     s = k if stride is None else _pair(stride, "stride")
-    if min(k) < 1 or min(s) < 1:
-        raise ValueError(f"kernel_size/stride: must be ≥ 1, got {k}, {s}")
+    check_window(k, s)
     if x.ndim != 4 or x.shape[2] < k[0] or x.shape[3] < k[1]:
         raise ValueError(f"x: expected (N, C, H, W) with H, W ≥ kernel {k}, got {x.shape}")
     return fn.apply(x, k, s)
@@ -74,8 +94,7 @@ def log_softmax(x, axis=-1):
 
 def dropout(x, p=0.5, training=True, rng=None):
     """Inverted dropout: zero each unit with probability p, scale survivors by 1/(1-p)."""
-    if not 0.0 <= p < 1.0:
-        raise ValueError(f"p: dropout probability must be in [0, 1), got {p}")
+    p = check_dropout(p)
     x = _t(x)
     if not training or p == 0.0:
         return x
@@ -88,8 +107,8 @@ def cross_entropy(logits: Tensor, targets) -> Tensor:
     """Mean negative log-likelihood of integer `targets` under softmax(`logits`)."""
     logits = _t(logits)
     y = np.asarray(targets.data if isinstance(targets, Tensor) else targets)
-    if logits.ndim != 2:
-        raise ValueError(f"logits: expected shape (N, classes), got {logits.shape}")
+    if logits.ndim != 2 or logits.shape[0] == 0:
+        raise ValueError(f"logits: expected shape (N, classes) with N ≥ 1, got {logits.shape}")
     if y.shape != (logits.shape[0],):
         raise ValueError(f"targets: expected shape ({logits.shape[0]},), got {y.shape}")
     if y.dtype.kind not in "iu":
@@ -104,5 +123,5 @@ def cross_entropy(logits: Tensor, targets) -> Tensor:
 
 
 def flatten(x):
-    x = _t(x)
+    x = _batch(x, "shape (N, ...)")
     return x.reshape(x.shape[0], -1)

@@ -34,7 +34,7 @@ def _gain(nonlinearity):
 def _fill(param, values):
     param.data[...] = values.astype(param.data.dtype)
     if getattr(param, "mask", None) is not None:  # re-initialising keeps pruned weights at 0
-        param.data *= param.mask
+        param.data[~param.mask] = 0
     return param
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import checks
 from .. import functions as F
 from .. import kernels as K
 from . import functional as fn
@@ -11,11 +12,7 @@ from .module import Module, Parameter
 
 
 def _positive_int(value, name):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name}: must be positive, got {value}")
-    return int(value)
+    return checks.integer(value, name, minimum=1)
 
 
 class Linear(Module):
@@ -25,12 +22,15 @@ class Linear(Module):
         super().__init__()
         self.in_features = _positive_int(in_features, "in_features")
         self.out_features = _positive_int(out_features, "out_features")
-        self.weight = init.kaiming_normal_(Parameter(np.empty((out_features, in_features),
+        self.weight = init.kaiming_normal_(Parameter(np.empty((self.out_features, self.in_features),
                                                               np.float32)), rng=rng)
-        self.bias = Parameter(np.zeros(out_features, np.float32)) if bias else None
+        self.bias = Parameter(np.zeros(self.out_features, np.float32)) if bias else None
 
     def forward(self, x):
         return fn.linear(x, self.weight, self.bias)
+
+    def _output_units(self):
+        return self.out_features
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
@@ -47,15 +47,16 @@ class Conv2d(Module):
         self.kernel_size = fn._pair(kernel_size, "kernel_size")
         self.stride = fn._pair(stride, "stride")
         self.padding = fn._pair(padding, "padding")
-        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
-            raise ValueError("kernel_size/stride/padding: need kernel_size ≥ 1, stride ≥ 1, "
-                             f"padding ≥ 0, got {self.kernel_size}, {self.stride}, {self.padding}")
-        shape = (out_channels, in_channels, *self.kernel_size)
+        fn.check_window(self.kernel_size, self.stride, self.padding)
+        shape = (self.out_channels, self.in_channels, *self.kernel_size)
         self.weight = init.kaiming_normal_(Parameter(np.empty(shape, np.float32)), rng=rng)
-        self.bias = Parameter(np.zeros(out_channels, np.float32)) if bias else None
+        self.bias = Parameter(np.zeros(self.out_channels, np.float32)) if bias else None
 
     def forward(self, x):
         return fn.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def _output_units(self):
+        return self.out_channels
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -72,21 +73,21 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1):
         super().__init__()
-        self.num_features = _positive_int(num_features, "num_features")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"momentum: must be in [0, 1], got {momentum}")
-        self.eps, self.momentum = float(eps), float(momentum)
-        self.weight = Parameter(np.ones(num_features, np.float32))
-        self.bias = Parameter(np.zeros(num_features, np.float32))
-        self.register_buffer("running_mean", np.zeros(num_features, np.float32))
-        self.register_buffer("running_var", np.ones(num_features, np.float32))
+        self.num_features = n = _positive_int(num_features, "num_features")
+        self.eps = checks.number(eps, "eps", lo=0, lo_open=True)
+        self.momentum = checks.fraction(momentum, "momentum")
+        self.weight = Parameter(np.ones(n, np.float32))
+        self.bias = Parameter(np.zeros(n, np.float32))
+        self.register_buffer("running_mean", np.zeros(n, np.float32))
+        self.register_buffer("running_var", np.ones(n, np.float32))
 
     def forward(self, x):
         if x.ndim != self._ndim or x.shape[1] != self.num_features:
             raise ValueError(f"x: {type(self).__name__}({self.num_features}) expects "
                              f"{self._ndim}-D input with {self.num_features} channels, got {x.shape}")
+        dtype = F.promoted(x.data[:0]).dtype  # float16 input computes in float32, as elsewhere
         if self.training:
-            mean, var = K.channel_stats(x.data)
+            mean, var = K.channel_stats(x.data.astype(dtype, copy=False))
             m = x.data.size // self.num_features
             self.running_mean = ((1 - self.momentum) * self.running_mean
                                  + self.momentum * mean).astype(np.float32)
@@ -95,7 +96,10 @@ class _BatchNorm(Module):
         else:
             mean, var = self.running_mean, self.running_var
         return F.BatchNorm.apply(x, fn.masked(self.weight), fn.masked(self.bias),
-                                 self.eps, mean.astype(x.dtype), var.astype(x.dtype), self.training)
+                                 self.eps, mean.astype(dtype), var.astype(dtype), self.training)
+
+    def _output_units(self):
+        return self.num_features
 
     def extra_repr(self):
         return f"{self.num_features}"
@@ -114,23 +118,26 @@ class ReLU(Module):
         return fn.relu(x)
 
 
-class MaxPool2d(Module):
+class _Pool2d(Module):
+    """What max and average pooling share: a window size and a stride (default: the window)."""
+
     def __init__(self, kernel_size, stride=None):
         super().__init__()
         k = fn._pair(kernel_size, "kernel_size")  # validate now, not at the first forward
         s = k if stride is None else fn._pair(stride, "stride")
-        if min(k) < 1 or min(s) < 1:
-            raise ValueError(f"kernel_size/stride: must be ≥ 1, got {kernel_size}, {stride}")
+        fn.check_window(k, s)
         self.kernel_size, self.stride = kernel_size, stride
-
-    def forward(self, x):
-        return fn.max_pool2d(x, self.kernel_size, self.stride)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
 
 
-class AvgPool2d(MaxPool2d):
+class MaxPool2d(_Pool2d):
+    def forward(self, x):
+        return fn.max_pool2d(x, self.kernel_size, self.stride)
+
+
+class AvgPool2d(_Pool2d):
     def forward(self, x):
         return fn.avg_pool2d(x, self.kernel_size, self.stride)
 
@@ -145,9 +152,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"p: dropout probability must be in [0, 1), got {p}")
-        self.p = float(p)
+        self.p = fn.check_dropout(p)
         self.rng = np.random.default_rng(rng)
 
     def forward(self, x):

@@ -9,14 +9,36 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .. import functions as F
 from ..tensor import Tensor
+
+
+def as_mask(mask, name, shape=None) -> np.ndarray:
+    """`mask` as a boolean array (of `shape`, when given). Booleans, or 0/1 numbers; anything else
+    (0.5, NaN, a wrong shape) is an error rather than a silent guess."""
+    arr = np.asarray(mask)
+    if arr.dtype != bool:
+        if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
+            raise TypeError(f"{name}: expected a boolean array (True = keep), got dtype {arr.dtype}"
+                            + ("" if arr.dtype.kind not in "iuf" else " with values other than 0/1"))
+        arr = arr.astype(bool)
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(f"{name}: shape {arr.shape} does not match {tuple(shape)}")
+    return arr
+
+
+def zero_where_pruned(array: np.ndarray, mask: np.ndarray) -> None:
+    """Set the pruned entries of `array` to exactly 0, in place. By selection, not by multiplying
+    with the mask: NaN·0 and inf·0 are NaN, so a diverged weight would stay NaN."""
+    array[~np.broadcast_to(mask, array.shape)] = 0
 
 
 class Parameter(Tensor):
     """A trainable Tensor. `mask` is None (dense) or a boolean array of the same shape.
 
     The pruning invariant lives here: where `mask` is False the weight is exactly 0, its gradient
-    is 0 (layers multiply by the mask) and optimizers keep it 0 after every step.
+    is 0 (layers select through the mask) and optimizers keep it 0 after every step, whatever
+    values (NaN, inf) training produced elsewhere.
     """
 
     def __init__(self, data, requires_grad: bool = True):
@@ -30,12 +52,10 @@ class Parameter(Tensor):
     def set_mask(self, mask):
         """Install `mask` (or None) and zero the pruned entries so the invariant holds now."""
         if mask is not None:
-            mask = np.asarray(mask, dtype=bool)
-            if mask.shape != self.shape:
-                raise ValueError(f"mask: shape {mask.shape} does not match parameter shape {self.shape}")
-            self.data *= mask
+            mask = as_mask(mask, "mask", self.shape)
+            zero_where_pruned(self.data, mask)
             if self.grad is not None:
-                self.grad *= mask
+                zero_where_pruned(self.grad, mask)
         self.mask = mask
 
 
@@ -53,6 +73,8 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise RuntimeError("call super().__init__() before assigning attributes in a Module")
+        if name == "output_mask" and value is not None:
+            value = self._check_output_mask(value)
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         if not isinstance(value, np.ndarray):  # re-assigning a buffer's array keeps it a buffer
@@ -62,6 +84,19 @@ class Module:
         elif isinstance(value, Module):
             self._modules[name] = value
         object.__setattr__(self, name, value)
+
+    def _output_units(self) -> int | None:
+        """How many output units (channels, features) this module has, if it knows."""
+        return None
+
+    def _check_output_mask(self, mask) -> np.ndarray:
+        mask = as_mask(mask, "output_mask")
+        units = self._output_units()
+        if mask.ndim != 1 or (units is not None and mask.size != units):
+            raise ValueError(f"output_mask: expected a boolean vector with one entry per output "
+                             f"unit ({units if units is not None else 'one per channel'}) of "
+                             f"{type(self).__name__}, got shape {mask.shape}")
+        return mask
 
     def register_buffer(self, name: str, array: np.ndarray):
         """Non-trainable state saved with the model (BatchNorm's running statistics)."""
@@ -87,8 +122,11 @@ class Module:
     def __call__(self, *args):
         out = self.forward(*args)
         if self.output_mask is not None:  # a pruned unit outputs 0 whatever its input
-            shape = (1, -1) + (1,) * (out.ndim - 2)
-            out = out * self.output_mask.reshape(shape).astype(out.dtype)
+            if out.ndim < 2 or out.shape[1] != self.output_mask.size:
+                raise ValueError(f"output_mask: has {self.output_mask.size} entries but "
+                                 f"{type(self).__name__}'s output has shape {out.shape} "
+                                 "(one entry per unit on axis 1 expected)")
+            out = F.Masked.apply(out, self.output_mask.reshape((1, -1) + (1,) * (out.ndim - 2)))
         for hook in list(self._forward_hooks):
             replaced = hook(self, args, out)
             if replaced is not None:
@@ -181,17 +219,22 @@ class Module:
             if name in expected and np.shape(value) != expected[name]:
                 raise ValueError(f"state_dict: {name!r} has shape {np.shape(value)}, the model "
                                  f"expects {expected[name]}")
+        masks = {n: as_mask(state[n + "_mask"], f"state_dict[{n + '_mask'!r}]").copy()
+                 for n in params if n + "_mask" in state}
+        unit_masks = {}
+        for name, m in modules.items():
+            key = f"{name}.output_mask" if name else "output_mask"
+            unit_masks[name] = m._check_output_mask(state[key]).copy() if key in state else None
         for name, p in params.items():
             p.data = np.array(state[name], dtype=p.data.dtype)
             p.grad = None
-            p.set_mask(state.get(name + "_mask"))
+            p.set_mask(masks.get(name))
         for name in buffers:
             owner, _, attr = name.rpartition(".")
             m = modules[owner]
             object.__setattr__(m, attr, np.array(state[name], dtype=np.asarray(getattr(m, attr)).dtype))
         for name, m in modules.items():
-            key = f"{name}.output_mask" if name else "output_mask"
-            m.output_mask = np.asarray(state[key], dtype=bool).copy() if key in state else None
+            m.output_mask = unit_masks[name]
         return self
 
     def extra_repr(self) -> str:

@@ -18,12 +18,12 @@ import copy
 
 import numpy as np
 
-from .. import nn
+from .. import checks, nn
 from ..autograd import no_grad
 from ..data import DataLoader
 from ..nn import functional as fn
 from ..tensor import Tensor
-from .masks import following_batchnorm
+from .masks import check_input_shape, following_batchnorm
 
 CRITERIA: dict = {}
 
@@ -42,13 +42,21 @@ def as_batches(batch, name="batch") -> list:
     if batch is None:
         return []
     if isinstance(batch, DataLoader):
-        return [(x, y) for x, y in batch]
-    if isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], np.ndarray):
-        return [batch]
-    if isinstance(batch, (list, tuple)) and all(isinstance(b, tuple) and len(b) == 2 for b in batch):
-        return list(batch)
-    raise TypeError(f"{name}: expected an (x, y) pair of arrays, a list of such pairs or a "
-                    f"DataLoader, got {type(batch).__name__}")
+        batches = [(x, y) for x, y in batch]
+    elif isinstance(batch, tuple) and len(batch) == 2 and isinstance(batch[0], np.ndarray):
+        batches = [batch]
+    elif isinstance(batch, (list, tuple)) and all(isinstance(b, tuple) and len(b) == 2
+                                                  for b in batch):
+        batches = list(batch)
+    else:
+        raise TypeError(f"{name}: expected an (x, y) pair of arrays, a list of such pairs or a "
+                        f"DataLoader, got {type(batch).__name__}")
+    for i, (x, y) in enumerate(batches):  # an empty batch would average to NaN scores
+        if np.ndim(x) == 0 or len(x) == 0 or len(x) != len(y):
+            raise ValueError(f"{name}: batch {i} has x of shape {np.shape(x)} and y of shape "
+                             f"{np.shape(y)}; each batch needs at least one example, as many "
+                             "labels as inputs")
+    return batches
 
 
 def _require(batches, who):
@@ -92,7 +100,7 @@ def magnitude(model, layers, batch=None):
 def random(model, layers, batch=None, seed=0):
     """Uniform random scores (seeded): every weight equally likely to go — the baseline every
     criterion must beat. Ranking by random scores removes exactly the requested count."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(checks.integer(seed, "seed", minimum=0))
     return {n: rng.random(w.shape) for n, w in _weights(layers).items()}
 
 
@@ -181,8 +189,9 @@ def obd(model, layers, batch=None, samples=32, seed=0):
     vectors v, each Hv from two gradient evaluations. The estimate is noisy where off-diagonal
     curvature is large (its variance is Σ_{j≠i} H_ij²/samples): raise `samples` for a steadier
     ranking. Cost: 2·`samples` backward passes per batch."""
+    samples = checks.integer(samples, "samples", minimum=1)
+    rng = np.random.default_rng(checks.integer(seed, "seed", minimum=0))
     _require(b := as_batches(batch), "obd")
-    rng = np.random.default_rng(seed)
     shapes = {n + ".weight": m.weight.shape for n, m in layers.items()}
     diag = {n: 0.0 for n in shapes}
     for _ in range(samples):
@@ -203,6 +212,7 @@ def grasp(model, layers, batch=None, temperature=200.0):
     temperature (200) first: at initialisation the softmax is then nearly uniform and every class
     contributes to the gradient flow. Scores are signed, so use it with `reduce="sum"` on groups.
     Cost: three gradient evaluations per batch."""
+    temperature = checks.number(temperature, "temperature", lo=0, lo_open=True)
     _require(b := as_batches(batch), "grasp")
     grads = _loss_gradients(model, b, temperature=temperature)
     params = dict(model.named_parameters())
@@ -223,6 +233,7 @@ def synflow(model, layers, batch=None, input_shape=None):
         first = next(iter(layers.values()))
         input_shape = (first.in_channels, 28, 28) if isinstance(first, nn.Conv2d) else \
             (first.in_features,)
+    input_shape = check_input_shape(input_shape)
     work = copy.deepcopy(model).eval()
     for p in work.parameters():  # float64: products of many |w| under/overflow in float32
         p.data = np.abs(p.data).astype(np.float64)

@@ -1,20 +1,33 @@
 """Masks: how pruning lives inside a model.
 
 A prunable layer's `weight` Parameter carries `.mask` (boolean, same shape, False = pruned).
-The invariant: a pruned weight is exactly 0 and stays 0 (layers multiply by the mask, so its
+The invariant: a pruned weight is exactly 0 and stays 0 (layers select through the mask, so its
 gradient is 0; optimizers re-zero it after every step; state_dict/save/deepcopy carry the mask).
+Masks are applied by selection, never by multiplying: NaN · 0 is NaN, and 0 must mean 0.
 Pruning a whole output unit (a filter or neuron) also masks its bias and the BatchNorm scale and
 shift of that channel, so the unit really outputs nothing.
 """
 from __future__ import annotations
 
+import numbers
 from collections import OrderedDict
 
 import numpy as np
 
 from .. import nn
+from ..nn.module import zero_where_pruned
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+
+
+def check_input_shape(input_shape) -> tuple:
+    """One example's shape (no batch dimension) as a tuple of positive ints, or a ValueError."""
+    if (not isinstance(input_shape, (tuple, list)) or not input_shape
+            or not all(isinstance(d, numbers.Integral) and not isinstance(d, (bool, np.bool_))
+                       and d > 0 for d in input_shape)):
+        raise ValueError(f"input_shape: expected a tuple of positive ints without the batch "
+                         f"dimension, e.g. (1, 28, 28), got {input_shape!r}")
+    return tuple(int(d) for d in input_shape)
 
 
 def prunable_layers(model, exclude=()) -> OrderedDict:
@@ -23,6 +36,8 @@ def prunable_layers(model, exclude=()) -> OrderedDict:
     `exclude` lists layer names (e.g. the classifier "classifier.5") to leave dense."""
     if isinstance(exclude, str):
         exclude = (exclude,)
+    if not isinstance(exclude, (list, tuple, set)) or not all(isinstance(e, str) for e in exclude):
+        raise TypeError(f"exclude: expected a layer name or a list of them, got {exclude!r}")
     layers = OrderedDict((n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES))
     unknown = [e for e in exclude if e not in layers]
     if unknown:
@@ -96,7 +111,7 @@ def remove(model) -> None:
     the zeros can then grow back if trained). Activation `output_mask`s are left in place."""
     for p in model.parameters():
         if p.mask is not None:
-            p.data *= p.mask
+            zero_where_pruned(p.data, p.mask)
             p.mask = None
 
 

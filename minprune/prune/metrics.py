@@ -17,7 +17,7 @@ import numpy as np
 from .. import nn
 from ..autograd import no_grad
 from ..tensor import Tensor
-from .masks import PRUNABLE_TYPES, following_batchnorm
+from .masks import PRUNABLE_TYPES, check_input_shape, following_batchnorm
 
 
 def count_params(model) -> int:
@@ -59,18 +59,10 @@ def _observe(model, x, handles):
             h.remove()
 
 
-def check_input_shape(input_shape):
-    """ValueError unless `input_shape` is one example's shape: a tuple of positive ints."""
-    if not isinstance(input_shape, (tuple, list)) or not all(isinstance(d, int) and d > 0
-                                                              for d in input_shape):
-        raise ValueError(f"input_shape: expected a tuple of positive ints without the batch "
-                         f"dimension, e.g. (1, 28, 28), got {input_shape!r}")
-
-
 def _trace(model, input_shape):
     """Run one example through the model; record each prunable layer's input/output shapes in
     execution order (the order data flows, which is what the dependency rules need)."""
-    check_input_shape(input_shape)
+    input_shape = check_input_shape(input_shape)
     names = {id(m): n for n, m in model.named_modules()}
     trace, handles = [], []
     for m in model.modules():

@@ -13,7 +13,8 @@ import numbers
 
 import numpy as np
 
-from ..tensor import Tensor
+from .. import checks
+from .. import functions as F
 from . import criteria as C
 from . import scope as S
 from . import structures
@@ -23,14 +24,40 @@ TARGETS = ("weights", "activations")
 UNIT_CRITERIA = sorted(n for n, f in C.CRITERIA.items() if f.level == "unit")
 
 
-def _scope_layers(scope, layers):
-    """The layers a scope touches (all, or those named in a per-layer dict)."""
+def _scope_layers(scope, sparsity, layers):
+    """The layers a scope touches (all, or those named in a per-layer dict) and the scope itself,
+    checked before any scoring: a per-layer dict must be non-empty and carries the sparsities,
+    so a `sparsity` given as well would be ignored, which is an error."""
     if isinstance(scope, dict):
-        resolved = {resolve_layer_name(n, layers): s for n, s in scope.items()}
+        if not scope:
+            raise ValueError("scope: an empty dict prunes nothing; name at least one layer "
+                             f"{{layer: sparsity}}, from {list(layers)}")
+        if sparsity is not None:
+            raise ValueError(f"sparsity: {sparsity!r} would be ignored, because scope={scope!r} "
+                             "gives each named layer its own sparsity; pass sparsity=None")
+        resolved = {}
+        for n, s in scope.items():
+            if not isinstance(n, str):
+                raise TypeError(f"scope: layer names must be strings, got {n!r}")
+            resolved[resolve_layer_name(n, layers)] = S.check_sparsity(s, f"scope[{n!r}]")
         return {n: layers[n] for n in resolved}, resolved
-    if scope not in S.SCOPES:
+    if not isinstance(scope, str) or scope not in S.SCOPES:
         raise ValueError(f"scope: {scope!r} is not one of {S.SCOPES} or a dict {{layer: sparsity}}")
+    if sparsity is None:
+        raise ValueError(f"sparsity: required (a fraction in [0, 1]) with scope={scope!r}; only a "
+                         "per-layer dict scope goes without it")
+    S.check_sparsity(sparsity)
     return layers, scope
+
+
+def _check_normalize(normalize, scope):
+    """`normalize` changes a *global* ranking only; anywhere else it would be ignored."""
+    if normalize is None:
+        return
+    checks.boolean(normalize, "normalize")
+    if scope != "global":
+        raise ValueError(f"normalize: only a global ranking compares layers, so normalize="
+                         f"{normalize} would be ignored with scope={scope!r}; leave it None")
 
 
 def _check_scores(scores, layers, unit, who):
@@ -45,40 +72,50 @@ def _check_scores(scores, layers, unit, who):
             raise ValueError(f"criterion: {who} returned shape {s.shape} for {n!r}, expected "
                              f"{expected}")
         if np.isnan(s).any():
-            raise ValueError(f"criterion: {who} returned NaN scores for {n!r}")
+            hint = "" if np.isfinite(m.weight.data).all() else \
+                f" (the weights of {n!r} hold NaN or inf: did training diverge?)"
+            raise ValueError(f"criterion: {who} returned NaN scores for {n!r}{hint}")
         checked[n] = s
     return checked
 
 
-def prune(model, sparsity=None, criterion="magnitude", granularity="unstructured", scope="global",
-          target="weights", batch=None, exclude=(), reduce="l1", normalize=None,
+def prune(model, sparsity=None, criterion=None, granularity=None, scope="global",
+          target="weights", batch=None, exclude=(), reduce=None, normalize=None,
           **criterion_options) -> dict:
     """Prune `model` in place and return {layer name: mask} for the layers touched.
 
     sparsity     fraction of prunable weights (or groups, layerwise) that are 0 afterwards;
-                 for "N:M" it is implied (1 − N/M) and may be omitted
-    criterion    a name from `criteria.CRITERIA` or a callable f(model, layers, batch) → scores
-    granularity  "unstructured", "filter"/"neuron", "channel", "kernel", "filter_shape", "2:4",
-                 "block4x4", ...
-    scope        "global", "layerwise", or {layer name: sparsity}
+                 for "N:M" it is implied (1 − N/M) and may be omitted; with a per-layer dict
+                 scope it must be omitted (the dict holds the sparsities)
+    criterion    a name from `criteria.CRITERIA` or a callable f(model, layers, batch) → scores;
+                 default "magnitude" (weights) or "activation" (activations)
+    granularity  "unstructured" (the default), "filter"/"neuron", "channel", "kernel",
+                 "filter_shape", "2:4", "block4x4", ... (weights only: activations are units)
+    scope        "global", "layerwise", or a non-empty {layer name: sparsity}
     target       "weights", or "activations" (masks whole output units via `module.output_mask`)
     batch        data for data-driven criteria: (x, y), a list of them, or a DataLoader
     exclude      layer names to leave dense
-    reduce       how group scores combine: "l1", "l2", "mean", "sum"
+    reduce       how a group's weight scores combine: "l1" (the default), "l2", "mean", "sum";
+                 only for weight-level criteria on groups
     normalize    L2-normalise each layer's group scores before a global ranking (default: on for
-                 structured global pruning, off otherwise)
+                 structured global pruning, off otherwise); only with scope="global"
     Pruning is monotone: weights pruned before stay pruned, and the result lands exactly on
-    `sparsity` (round(s·n) weights or groups).
+    `sparsity` (round(s·n) weights or groups). An argument that this call would ignore is an error.
     """
-    if target not in TARGETS:
-        raise ValueError(f"target: {target!r} is not one of {TARGETS}")
-    if reduce not in structures.REDUCTIONS:
-        raise ValueError(f"reduce: {reduce!r} is not one of {sorted(structures.REDUCTIONS)}")
-    layers = prunable_layers(model, exclude)
+    checks.one_of(target, "target", TARGETS)
     if target == "activations":
-        return prune_activations(model, sparsity, criterion if criterion != "magnitude" else
-                                 "activation", scope, batch, exclude, normalize, **criterion_options)
-    gran = structures.parse(granularity)
+        for name, value in (("granularity", granularity), ("reduce", reduce)):
+            if value is not None:
+                raise ValueError(f"{name}: {value!r} would be ignored: activation pruning removes "
+                                 f"whole output units and ranks them by a unit-level criterion "
+                                 f"({UNIT_CRITERIA}); leave {name} None")
+        return prune_activations(model, sparsity, "activation" if criterion is None else criterion,
+                                 scope, batch, exclude, normalize, **criterion_options)
+    criterion = "magnitude" if criterion is None else criterion
+    gran = structures.parse("unstructured" if granularity is None else granularity)
+    if reduce is not None:
+        checks.one_of(reduce, "reduce", tuple(structures.REDUCTIONS))
+    layers = prunable_layers(model, exclude)
     crit = C.get_criterion(criterion)
     who = criterion if isinstance(criterion, str) else getattr(criterion, "__name__", "criterion")
     unit = getattr(crit, "level", "weight") == "unit"
@@ -86,16 +123,21 @@ def prune(model, sparsity=None, criterion="magnitude", granularity="unstructured
         raise ValueError(f"criterion: {who!r} scores whole units, so it needs granularity='filter' "
                          f"(or 'neuron'), not {granularity!r}; weight-level criteria are "
                          f"{sorted(n for n in C.CRITERIA if n not in UNIT_CRITERIA)}")
+    if reduce is not None and (unit or not gran.structured or gran.name == "N:M"):
+        raise ValueError(f"reduce: {reduce!r} would be ignored: it combines weight scores within "
+                         f"a group, and {who!r} with granularity {gran.name!r} has no such groups")
     if gran.name == "N:M":
         implied = 1 - gran.n / gran.m
         if sparsity is not None and not np.isclose(S.check_sparsity(sparsity), implied):
             raise ValueError(f"sparsity: {granularity!r} keeps {gran.n} of every {gran.m} weights, "
                              f"i.e. sparsity {implied:g}; pass that or None, got {sparsity}")
-    elif sparsity is None and not isinstance(scope, dict):
-        raise ValueError("sparsity: required (a fraction in [0, 1]) unless scope is a per-layer dict")
-    elif sparsity is not None:
-        S.check_sparsity(sparsity)  # before an expensive criterion runs
-    layers, scope = _scope_layers(scope, layers)
+        if scope not in S.SCOPES or normalize is not None:
+            raise ValueError(f"scope/normalize: {granularity!r} fixes every layer's sparsity at "
+                             f"{implied:g}, so scope={scope!r} and normalize={normalize!r} would be "
+                             "ignored; choose layers with exclude=")
+    else:
+        layers, scope = _scope_layers(scope, sparsity, layers)
+        _check_normalize(normalize, scope)
     for name, module in layers.items():
         gran.check(name, module)
 
@@ -107,7 +149,7 @@ def prune(model, sparsity=None, criterion="magnitude", granularity="unstructured
     else:
         groups, sizes = {}, {}
         for n, m in layers.items():
-            g = scores[n] if unit else gran.group_scores(scores[n], reduce)
+            g = scores[n] if unit else gran.group_scores(scores[n], reduce or "l1")
             groups[n] = np.where(gran.group_alive(old[n]), g, -np.inf)
             sizes[n] = gran.group_size(m.weight.shape)
         if normalize is None:
@@ -124,13 +166,15 @@ def prune(model, sparsity=None, criterion="magnitude", granularity="unstructured
 def prune_activations(model, sparsity, criterion="activation", scope="global", batch=None,
                       exclude=(), normalize=None, **criterion_options) -> dict:
     """Static activation pruning: silence whole output units chosen by a unit-level criterion
-    (mean activation, APoZ, ...) by setting `layer.output_mask`. The weights stay as they are."""
+    (mean activation, APoZ, ...) by setting `layer.output_mask`. The weights stay as they are.
+    Unit scores are L2-normalised per layer before a global ranking unless `normalize=False`."""
     layers = prunable_layers(model, exclude)
     crit = C.get_criterion(criterion)
     if getattr(crit, "level", "weight") != "unit":
         raise ValueError(f"criterion: activation pruning ranks output units; use one of "
                          f"{UNIT_CRITERIA} or a callable with .level = 'unit', got {criterion!r}")
-    layers, scope = _scope_layers(scope, layers)
+    layers, scope = _scope_layers(scope, sparsity, layers)
+    _check_normalize(normalize, scope)
     scores = _check_scores(crit(model, layers, batch, **criterion_options), layers, True, criterion)
     groups = {n: np.where(m.output_mask if m.output_mask is not None else True, scores[n], -np.inf)
               for n, m in layers.items()}
@@ -148,13 +192,10 @@ class ActivationSparsity:
 
     def __init__(self, model, k):
         from .. import nn
-        if isinstance(k, bool) or not isinstance(k, numbers.Real) or k <= 0:
-            raise ValueError(f"k: expected a positive int (units kept) or a fraction in (0, 1], "
-                             f"got {k!r}")
-        k = int(k) if isinstance(k, numbers.Integral) else float(k)
-        if isinstance(k, float) and k > 1:
-            raise ValueError(f"k: a fraction must be in (0, 1], got {k}")
-        self.k = k
+        if isinstance(k, numbers.Integral) and not isinstance(k, (bool, np.bool_)):
+            self.k = checks.integer(k, "k", minimum=1)  # units kept
+        else:
+            self.k = checks.number(k, "k", lo=0, hi=1, lo_open=True)  # fraction of units kept
         self.handles = [m.register_forward_hook(self._hook) for m in model.modules()
                         if isinstance(m, nn.ReLU)]
 
@@ -165,8 +206,7 @@ class ActivationSparsity:
             return None
         # the k-th largest value per example; ties at the threshold may keep a few more
         kth = np.partition(flat, flat.shape[1] - k, axis=1)[:, flat.shape[1] - k][:, None]
-        keep = (flat >= kth).reshape(out.shape).astype(out.dtype)
-        return out * Tensor(keep, dtype=out.dtype)
+        return F.Masked.apply(out, (flat >= kth).reshape(out.shape))  # dropped: exactly 0
 
     def remove(self):
         for h in self.handles:

@@ -20,12 +20,57 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from .. import nn
+from .. import checks, nn
 from ..train import evaluate, fit
+from .masks import prunable_layers
 from .metrics import sparsity as measure_sparsity
 from .pruner import prune
 from .scope import check_sparsity
+
+
+# --- sensitivity: how much pruning can each layer take? --------------------------------------------
+def sensitivity_scan(model, data, sparsities=(0.25, 0.5, 0.75, 0.9, 0.95), progress=True,
+                     **prune_kwargs) -> dict:
+    """Prune each layer *alone* at each sparsity and measure accuracy (no fine-tuning).
+
+    Returns {"baseline": accuracy, "sparsities": [...], "layers": {layer: [accuracy per sparsity]}}.
+    This is the MIT EfficientML recipe for choosing per-layer sparsities: layers whose accuracy
+    holds up can be pruned harder. `prune_kwargs` go to `prune()` (criterion, granularity, ...)."""
+    sparsities = checks.each(list(sparsities) if isinstance(sparsities, tuple) else sparsities,
+                             "sparsities", checks.fraction)
+    progress = checks.boolean(progress, "progress")
+    clash = sorted({"sparsity", "scope"} & set(prune_kwargs))
+    if clash:
+        raise ValueError(f"{clash[0]}: the scan sets sparsity and scope itself (one layer at a "
+                         f"time); do not pass {clash}")
+    exclude = prune_kwargs.pop("exclude", ())
+    layers = list(prunable_layers(model, exclude))
+    result = {"baseline": evaluate(model, data).accuracy, "sparsities": sparsities, "layers": {}}
+    bar = tqdm(total=len(layers) * len(sparsities), desc="sensitivity", disable=not progress,
+               leave=False)
+    for name in layers:
+        accs = []
+        for s in sparsities:
+            trial = copy.deepcopy(model)
+            prune(trial, scope={name: s}, **prune_kwargs)
+            accs.append(evaluate(trial, data).accuracy)
+            bar.update(1)
+        result["layers"][name] = accs
+    bar.close()
+    return result
+
+
+def sparsities_from_scan(scan: dict, max_drop: float = 0.01) -> dict:
+    """Per layer, the largest scanned sparsity whose accuracy stays within `max_drop` of the
+    baseline (0 if none does): a `scope` dict ready for `prune()`."""
+    max_drop = checks.number(max_drop, "max_drop", lo=0)
+    out = {}
+    for name, accs in scan["layers"].items():
+        ok = [s for s, a in zip(scan["sparsities"], accs) if a >= scan["baseline"] - max_drop]
+        out[name] = max(ok, default=0.0)
+    return out
 
 
 def trainer(data, epochs: int, **fit_kwargs):
@@ -47,23 +92,25 @@ def _record(history, model, val, step, phase, **extra):
     return row
 
 
-def _check_rounds(rounds):
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds: expected a positive int, got {rounds!r}")
-    return rounds
-
-
-def round_sparsities(sparsity: float, rounds: int) -> list[float]:
+def round_sparsities(sparsity: float, rounds: int, name="rounds") -> list[float]:
     """Cumulative sparsity after each round with a constant keep fraction (1−s)^(1/rounds);
     the last one is exactly `sparsity`."""
     s = check_sparsity(sparsity)
-    out = [1.0 - (1.0 - s) ** (r / rounds) for r in range(1, _check_rounds(rounds) + 1)]
+    rounds = checks.integer(rounds, name, minimum=1)
+    out = [1.0 - (1.0 - s) ** (r / rounds) for r in range(1, rounds + 1)]
     out[-1] = s
     return out
 
 
+def _check_callable(fn, name):
+    if fn is not None and not callable(fn):
+        raise TypeError(f"{name}: expected a callable such as trainer(data, epochs), got {fn!r}")
+
+
 def one_shot(model, sparsity, finetune=None, val=None, **prune_kwargs) -> list[dict]:
     """Prune once (to `sparsity`), then call `finetune(model)` once if given."""
+    check_sparsity(sparsity)
+    _check_callable(finetune, "finetune")
     history = []
     _record(history, model, val, 0, "trained")
     prune(model, sparsity, **prune_kwargs)
@@ -76,9 +123,11 @@ def one_shot(model, sparsity, finetune=None, val=None, **prune_kwargs) -> list[d
 
 def iterative(model, sparsity, rounds, finetune=None, val=None, **prune_kwargs) -> list[dict]:
     """Prune → fine-tune, `rounds` times, each round keeping the same fraction of the survivors."""
+    steps = round_sparsities(sparsity, rounds)
+    _check_callable(finetune, "finetune")
     history = []
     _record(history, model, val, 0, "trained")
-    for r, s in enumerate(round_sparsities(sparsity, rounds), start=1):
+    for r, s in enumerate(steps, start=1):
         prune(model, s, **prune_kwargs)
         _record(history, model, val, r, "pruned")
         if finetune is not None:
@@ -99,10 +148,9 @@ class gradual:  # noqa: N801 — used like a function: fit(..., callbacks=[gradu
     def __init__(self, final_sparsity, start, end, every=1, initial_sparsity=0.0, **prune_kwargs):
         self.final = check_sparsity(final_sparsity, "final_sparsity")
         self.initial = check_sparsity(initial_sparsity, "initial_sparsity")
-        for name, v in (("start", start), ("end", end), ("every", every)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"{name}: expected a non-negative int (a training step), got {v!r}")
-        if end <= start or every < 1:
+        start, end = checks.integer(start, "start", minimum=0), checks.integer(end, "end", minimum=0)
+        every = checks.integer(every, "every", minimum=1)
+        if end <= start:
             raise ValueError(f"start/end/every: need start < end and every ≥ 1, got {start}, {end}, "
                              f"{every}")
         self.start, self.end, self.every = start, end, every
@@ -135,8 +183,10 @@ def at_init(model, sparsity, criterion="snip", batch=None, train=None, val=None,
     criteria prune in one shot unless `iterations` says otherwise."""
     if iterations is None:
         iterations = 100 if criterion == "synflow" else 1
+    steps = round_sparsities(sparsity, iterations, "iterations")
+    _check_callable(train, "train")
     history = []
-    for s in round_sparsities(sparsity, iterations):
+    for s in steps:
         prune(model, s, criterion=criterion, batch=batch, **prune_kwargs)
     _record(history, model, val, 0, "pruned_at_init", criterion=str(criterion),
             iterations=iterations)
@@ -203,8 +253,11 @@ def lottery(model, sparsity, rounds, train, rewind_to=0, val=None, control=True,
     more. With `control=True` the same mask with fresh random weights is trained for the same
     budget: if the ticket wins, the *initialisation* mattered, not just the mask.
     `model` ends up as the trained ticket; the history rows carry kind "ticket" or "reinit"."""
-    if isinstance(rewind_to, bool) or not isinstance(rewind_to, int) or rewind_to < 0:
-        raise ValueError(f"rewind_to: expected a non-negative int (a training step), got {rewind_to!r}")
+    rewind_to = checks.integer(rewind_to, "rewind_to", minimum=0)
+    steps = round_sparsities(sparsity, rounds)  # checked before the first training run
+    if not callable(train):
+        raise TypeError(f"train: expected a callable such as trainer(data, epochs), got {train!r}")
+    control, seed = checks.boolean(control, "control"), checks.integer(seed, "seed")
     prune_kwargs.setdefault("criterion", "magnitude")
     history = []
     snapshot = _Snapshot(rewind_to)
@@ -212,7 +265,7 @@ def lottery(model, sparsity, rounds, train, rewind_to=0, val=None, control=True,
     if snapshot.state is None:
         raise ValueError(f"rewind_to: training ran fewer than {rewind_to} steps")
     _record(history, model, val, 0, "trained", kind="ticket")
-    for r, s in enumerate(round_sparsities(sparsity, rounds), start=1):
+    for r, s in enumerate(steps, start=1):
         prune(model, s, **prune_kwargs)
         rewind(model, snapshot.state)
         train(model)
@@ -234,20 +287,25 @@ def retrain(model, mode="finetune", train=None, val=None, seed=0, budget="E",
     `train` callable's default (Scratch-E); budget="B" scales `dense_epochs` by the FLOP saving
     so the pruned network gets the same compute as the original (Scratch-B, Liu et al. 2019; the
     factor is capped at 2, and measured on one input of `input_shape`)."""
-    if mode not in ("finetune", "scratch"):
-        raise ValueError(f"mode: {mode!r} is not one of ('finetune', 'scratch')")
-    if budget not in ("E", "B"):
-        raise ValueError(f"budget: {budget!r} is not one of ('E', 'B')")
-    if train is None:
+    checks.one_of(mode, "mode", ("finetune", "scratch"))
+    checks.one_of(budget, "budget", ("E", "B"))
+    if not callable(train):
         raise ValueError("train: a callable train(model, epochs=None, callbacks=()) is required")
-    if mode == "scratch" and budget == "B" and dense_epochs is None:
-        raise ValueError("dense_epochs: Scratch-B needs the dense model's epoch budget")
+    scratch_b = mode == "scratch" and budget == "B"
+    if scratch_b:
+        if dense_epochs is None:
+            raise ValueError("dense_epochs: Scratch-B needs the dense model's epoch budget")
+        dense_epochs = checks.integer(dense_epochs, "dense_epochs", minimum=1)
+    elif dense_epochs is not None or budget != "E":
+        raise ValueError(f"budget/dense_epochs: only mode='scratch' with budget='B' uses them; "
+                         f"with mode={mode!r}, budget={budget!r} dense_epochs={dense_epochs!r} "
+                         "would be ignored")
     history = []
     _record(history, model, val, 0, "pruned")
     epochs = None
     if mode == "scratch":
         reinitialize(model, seed)
-        if budget == "B":
+        if scratch_b:
             from .metrics import theoretical_speedup
             speedup = theoretical_speedup(model, input_shape)
             epochs = max(1, round(dense_epochs * min(speedup, 2.0)))

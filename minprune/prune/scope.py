@@ -12,19 +12,16 @@ first and stay pruned: pruning is monotone.
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
+
+from .. import checks
 
 SCOPES = ("global", "layerwise")
 
 
 def check_sparsity(value, name="sparsity") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
-        raise TypeError(f"{name}: expected a number in [0, 1], got {type(value).__name__}")
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name}: must be in [0, 1] (the fraction removed), got {value}")
-    return float(value)
+    """A sparsity: the fraction of weights removed, a number in [0, 1]."""
+    return checks.fraction(value, name)
 
 
 def lowest(scores: np.ndarray, k: int) -> np.ndarray:
@@ -54,14 +51,16 @@ def select(group_scores: dict, group_sizes: dict, sparsity, scope="global",
     `group_sizes` gives the number of weights in each of a layer's groups (1 when unstructured).
     `scope` is "global", "layerwise" or {layer: sparsity}."""
     if isinstance(scope, dict):
+        if not scope:
+            raise ValueError("scope: an empty dict selects no layer; name at least one")
         return {n: ~lowest(group_scores[n].ravel(), round(check_sparsity(s, f"scope[{n!r}]")
                                                               * group_scores[n].size))
                 .reshape(group_scores[n].shape) for n, s in scope.items()}
+    if not isinstance(scope, str) or scope not in SCOPES:
+        raise ValueError(f"scope: {scope!r} is not one of {SCOPES} or a dict {{layer: sparsity}}")
     sparsity = check_sparsity(sparsity)
     if scope == "layerwise":
         return select(group_scores, group_sizes, None, {n: sparsity for n in group_scores})
-    if scope != "global":
-        raise ValueError(f"scope: {scope!r} is not one of {SCOPES} or a dict {{layer: sparsity}}")
     names = list(group_scores)
     flat = [(layer_norm(group_scores[n]) if normalize else group_scores[n]).ravel() for n in names]
     scores = np.concatenate(flat).astype(np.float64)
@@ -79,43 +78,3 @@ def select(group_scores: dict, group_sizes: dict, sparsity, scope="global",
         keep[n] = ~pruned[start:start + f.size].reshape(group_scores[n].shape)
         start += f.size
     return keep
-
-
-def sensitivity_scan(model, data, sparsities=(0.25, 0.5, 0.75, 0.9, 0.95), progress=True,
-                     **prune_kwargs) -> dict:
-    """Prune each layer *alone* at each sparsity and measure accuracy (no fine-tuning).
-
-    Returns {"baseline": accuracy, "sparsities": [...], "layers": {layer: [accuracy per sparsity]}}.
-    This is the MIT EfficientML recipe for choosing per-layer sparsities: layers whose accuracy
-    holds up can be pruned harder. `prune_kwargs` go to `prune()` (criterion, granularity, ...)."""
-    from tqdm.auto import tqdm
-
-    from ..train import evaluate
-    from .masks import prunable_layers
-    from .pruner import prune
-    sparsities = [check_sparsity(s, "sparsities") for s in sparsities]
-    exclude = prune_kwargs.pop("exclude", ())
-    layers = list(prunable_layers(model, exclude))
-    result = {"baseline": evaluate(model, data).accuracy, "sparsities": sparsities, "layers": {}}
-    bar = tqdm(total=len(layers) * len(sparsities), desc="sensitivity", disable=not progress,
-               leave=False)
-    for name in layers:
-        accs = []
-        for s in sparsities:
-            trial = copy.deepcopy(model)
-            prune(trial, scope={name: s}, **prune_kwargs)
-            accs.append(evaluate(trial, data).accuracy)
-            bar.update(1)
-        result["layers"][name] = accs
-    bar.close()
-    return result
-
-
-def sparsities_from_scan(scan: dict, max_drop: float = 0.01) -> dict:
-    """Per layer, the largest scanned sparsity whose accuracy stays within `max_drop` of the
-    baseline (0 if none does): a `scope` dict ready for `prune()`."""
-    out = {}
-    for name, accs in scan["layers"].items():
-        ok = [s for s, a in zip(scan["sparsities"], accs) if a >= scan["baseline"] - max_drop]
-        out[name] = max(ok, default=0.0)
-    return out

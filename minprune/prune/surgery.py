@@ -25,12 +25,11 @@ import time
 
 import numpy as np
 
-from .. import nn
+from .. import checks, nn
 from ..autograd import no_grad
 from ..models import Classifier
 from ..tensor import Tensor
-from .masks import PRUNABLE_TYPES
-from .metrics import check_input_shape
+from .masks import PRUNABLE_TYPES, check_input_shape
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 _PASS_THROUGH = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, nn.Dropout)
@@ -95,12 +94,12 @@ def _cut_outputs(layer, keep):
     idx = np.flatnonzero(keep)
     layer.weight = _keep(layer.weight, idx, 0)
     layer.bias = _keep(layer.bias, idx, 0)
-    if layer.output_mask is not None:
-        layer.output_mask = layer.output_mask[idx].copy()
     if isinstance(layer, nn.Conv2d):
         layer.out_channels = idx.size
     else:
         layer.out_features = idx.size
+    if layer.output_mask is not None:  # after the new size: the mask is checked against it
+        layer.output_mask = layer.output_mask[idx].copy()
 
 
 def _cut_batchnorm(bn, keep):
@@ -108,9 +107,9 @@ def _cut_batchnorm(bn, keep):
     bn.weight, bn.bias = _keep(bn.weight, idx, 0), _keep(bn.bias, idx, 0)
     bn.running_mean = bn.running_mean[idx].copy()
     bn.running_var = bn.running_var[idx].copy()
+    bn.num_features = idx.size
     if bn.output_mask is not None:
         bn.output_mask = bn.output_mask[idx].copy()
-    bn.num_features = idx.size
 
 
 def _cut_inputs(layer, keep):
@@ -166,10 +165,9 @@ def measured_speedup(model, input_shape, compacted=None, batch_size=128, repeats
     Measured on this machine, batch `batch_size`, eval mode, random inputs of `input_shape`
     (no batch dimension). Compare with `theoretical_speedup`: the ratio of multiply-adds.
     """
-    check_input_shape(input_shape)
-    for name, value in (("batch_size", batch_size), ("repeats", repeats)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    input_shape = check_input_shape(input_shape)
+    batch_size = checks.integer(batch_size, "batch_size", minimum=1)
+    repeats = checks.integer(repeats, "repeats", minimum=1)
     small = compact(model) if compacted is None else compacted
     x = Tensor(np.random.default_rng(seed).standard_normal((batch_size, *input_shape))
                .astype(np.float32))
