@@ -15,15 +15,16 @@ height, width: the layout the convolution layers expect) and labels as int64.
 import gzip
 import hashlib
 import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from numbers import Integral
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_write, cache_dir
 
 __all__ = [
     "DataLoader", "DownloadError", "fast_mode", "load_dataset",
@@ -165,55 +166,42 @@ class DownloadError(RuntimeError):
 
 
 def _cache_dir(name: str, root) -> Path:
-    """``root`` if given, else ``$MINPRUNE_CACHE/<name>``, else ``~/.cache/minprune/<name>``."""
-    if root is not None:
-        return Path(root).expanduser()
-    base = os.environ.get("MINPRUNE_CACHE") or Path.home() / ".cache" / "minprune"
-    return Path(base).expanduser() / name
+    """``root`` if given, else ``files.cache_dir(name)`` ($MINPRUNE_CACHE or ~/.cache/minprune)."""
+    return Path(root).expanduser() if root is not None else cache_dir(name)
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)  # an integrity check, not security
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _md5(raw: bytes) -> str:
+    return hashlib.md5(raw, usedforsecurity=False).hexdigest()  # an integrity check, not security
 
 
-def _fetch(url: str, dest: Path) -> None:
-    """Copy the body at ``url`` into the file ``dest`` (module level so tests can replace it)."""
-    with urllib.request.urlopen(url, timeout=30) as response, open(dest, "wb") as out:
-        shutil.copyfileobj(response, out)
+def _fetch(url: str) -> bytes:
+    """The body at ``url`` (module level so tests can replace it)."""
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read()
 
 
-def _download(name: str, filename: str, folder: Path) -> None:
-    """Fetch one file into ``folder``, trying each mirror until the MD5 matches.
+def _download(name: str, filename: str, folder: Path) -> bytes:
+    """Fetch one file into ``folder`` (and return it), trying each mirror until the MD5 matches.
 
-    Bytes land in a temporary file in the same folder and are renamed into
-    place only once verified, so the cache never holds a half-written file.
+    Only verified bytes are written, atomically, so the cache never holds a half-written or
+    wrong file (the files are about 10 MB: they fit in memory).
     """
     source = _SOURCES[name]
-    folder.mkdir(parents=True, exist_ok=True)
     failures = []
     for mirror in source.mirrors:
         url = mirror + filename
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".part")
-        os.close(fd)
         try:
-            _fetch(url, Path(tmp))
-            got = _md5(Path(tmp))
-            if got == source.md5[filename]:
-                os.replace(tmp, folder / filename)
-                return
-            failures.append(f"{url}: checksum mismatch "
-                            f"(md5 {got}, expected {source.md5[filename]})")
+            raw = _fetch(url)
         except OSError as err:  # URLError, timeouts and refused connections are all OSErrors
             # An HTTPError's own text has the status code; a URLError's .reason is the cause.
             reason = err if isinstance(err, urllib.error.HTTPError) else getattr(err, "reason", err)
             failures.append(f"{url}: {reason}")
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+            continue
+        got = _md5(raw)
+        if got == source.md5[filename]:
+            atomic_write(folder / filename, raw)
+            return raw
+        failures.append(f"{url}: checksum mismatch (md5 {got}, expected {source.md5[filename]})")
     tried = "\n  ".join(failures)
     raise DownloadError(
         f"{name}: could not download {filename}. Tried:\n  {tried}\n"
@@ -222,20 +210,26 @@ def _download(name: str, filename: str, folder: Path) -> None:
     )
 
 
+def _cached(name: str, filename: str, folder: Path, download: bool) -> bytes:
+    """The bytes of ``folder/filename`` once its MD5 matches. A missing or damaged copy is
+    downloaded again (with a warning naming the damaged file), or refused if not ``download``."""
+    path, md5 = folder / filename, _SOURCES[name].md5[filename]
+    raw = path.read_bytes() if path.is_file() else None
+    if raw is not None and _md5(raw) == md5:
+        return raw
+    if not download and raw is None:
+        raise FileNotFoundError(f"{path} is missing and download=False")
+    if not download:
+        raise ValueError(f"{path} is damaged (wrong MD5, expected {md5}); "
+                         "delete it, or call with download=True to fetch it again")
+    if raw is not None:
+        warnings.warn(f"{path} is damaged (wrong MD5): downloading it again", stacklevel=1)
+    return _download(name, filename, folder)
+
+
 def _load_idx_dataset(name: str, root, download: bool):
-    source = _SOURCES[name]
     folder = _cache_dir(name, root)
-    arrays = []
-    for filename in _FILES:
-        path = folder / filename
-        if not (path.is_file() and _md5(path) == source.md5[filename]):
-            if not download and not path.exists():
-                raise FileNotFoundError(f"{path} is missing and download=False")
-            if not download:
-                raise ValueError(f"{path} has the wrong MD5 (expected {source.md5[filename]}); "
-                                 "delete it or call with download=True to fetch it again")
-            _download(name, filename, folder)  # a bad cached copy is simply replaced
-        arrays.append(read_idx(path))
+    arrays = [read_idx(_cached(name, filename, folder, download)) for filename in _FILES]
     x_train, y_train, x_test, y_test = arrays
     _check_split(x_train, y_train, f"{name} train")
     _check_split(x_test, y_test, f"{name} test")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import nn
+from .nn.serialize import register_architecture
 
 
 class Classifier(nn.Module):
@@ -71,6 +72,9 @@ def conv4(seed: int = 0, num_classes: int = 10) -> Classifier:
 
 
 MODELS = {"lenet_300_100": lenet_300_100, "lenet5": lenet5, "conv4": conv4}
+# `mp.load(path)` rebuilds these from the arguments a file records, once they are within bounds.
+for _name, _builder in MODELS.items():
+    register_architecture(_name, _builder, seed=range(2**63), num_classes=range(1, 100_001))
 
 
 def get_model(name: str, **kwargs) -> Classifier:

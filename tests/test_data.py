@@ -1,9 +1,10 @@
 """Tests for minprune.data. None touch the network: downloads are faked by
-replacing ``data._fetch`` with a function that copies locally made files."""
+replacing ``data._fetch`` with a function that returns locally made files."""
 
 import gzip
 import hashlib
 import http.server
+import os
 import struct
 import threading
 from pathlib import Path
@@ -159,9 +160,9 @@ def fake_mnist(tmp_path, monkeypatch):
     monkeypatch.setitem(data._SOURCES, "mnist", data._Source(mirrors=mirrors, md5=md5))
     calls = []
 
-    def fetch(url, dest):
+    def fetch(url):
         calls.append(url)
-        Path(dest).write_bytes((server / url.rsplit("/", 1)[1]).read_bytes())
+        return (server / url.rsplit("/", 1)[1]).read_bytes()
 
     monkeypatch.setattr(data, "_fetch", fetch)
     return {"arrays": arrays, "md5": md5, "calls": calls, "cache": tmp_path / "cache"}
@@ -194,14 +195,34 @@ def test_cache_dir_follows_env_var(fake_mnist, tmp_path, monkeypatch):
     assert (tmp_path / "env-cache" / "mnist" / FILES[0]).is_file()
 
 
-def test_corrupt_cached_file_is_replaced(fake_mnist):
+@pytest.mark.parametrize("damage", ["empty", "truncated", "bit-flipped"])
+def test_damaged_cached_file_is_named_then_refused_or_fetched_again(fake_mnist, damage):
     cache = fake_mnist["cache"]
     data.load_mnist(root=cache)
-    (cache / FILES[1]).write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="wrong MD5"):
+    path = cache / FILES[1]
+    good = path.read_bytes()
+    bad = {"empty": b"", "truncated": good[:-3],
+           "bit-flipped": good[:20] + bytes([good[20] ^ 4]) + good[21:]}[damage]
+    path.write_bytes(bad)
+    fake_mnist["calls"].clear()
+    with pytest.raises(ValueError, match=f"{path}.* damaged"):
         data.load_mnist(root=cache, download=False)
-    data.load_mnist(root=cache)
-    assert hashlib.md5((cache / FILES[1]).read_bytes()).hexdigest() == fake_mnist["md5"][FILES[1]]
+    assert path.read_bytes() == bad  # refused, not touched
+    with pytest.warns(UserWarning, match=f"{path}.* damaged"):
+        (_, ytr), _ = data.load_mnist(root=cache)
+    np.testing.assert_array_equal(ytr, fake_mnist["arrays"][1])
+    assert path.read_bytes() == good and fake_mnist["calls"] == ["fake://one/" + FILES[1]]
+
+
+def test_downloads_get_the_users_umask_and_leave_no_temporaries(fake_mnist):
+    old = os.umask(0o027)
+    try:
+        data.load_mnist(root=fake_mnist["cache"])
+    finally:
+        os.umask(old)
+    files = sorted(fake_mnist["cache"].iterdir())
+    assert [p.name for p in files] == sorted(FILES)  # no .part / .tmp files
+    assert all(p.stat().st_mode & 0o777 == 0o640 for p in files)
 
 
 def test_wrong_checksum_raises_and_leaves_nothing(fake_mnist, monkeypatch):
@@ -210,12 +231,11 @@ def test_wrong_checksum_raises_and_leaves_nothing(fake_mnist, monkeypatch):
     with pytest.raises(data.DownloadError, match="checksum mismatch") as info:
         data.load_mnist(root=fake_mnist["cache"])
     assert "fake://one/" in str(info.value) and "fake://two/" in str(info.value)
-    assert list(fake_mnist["cache"].iterdir()) == []
+    assert not fake_mnist["cache"].exists()  # nothing written, not even the folder
 
 
 def test_failing_fetch_raises_one_clear_error_and_leaves_no_partial_file(fake_mnist, monkeypatch):
-    def offline(url, dest):
-        Path(dest).write_bytes(b"half a file")  # as if the connection died mid-way
+    def offline(url):
         raise ConnectionError("network is unreachable")
 
     monkeypatch.setattr(data, "_fetch", offline)
@@ -226,16 +246,16 @@ def test_failing_fetch_raises_one_clear_error_and_leaves_no_partial_file(fake_mn
     assert FILES[0] in message and "fake://one/" in message and "fake://two/" in message
     assert "network is unreachable" in message and str(cache) in message
     assert info.value.__cause__ is None and info.value.__context__ is None
-    assert list(cache.iterdir()) == []  # no .part leftovers, no half file
+    assert not cache.exists()  # no leftovers, no half file
 
 
 def test_second_mirror_is_used_when_first_fails(fake_mnist, monkeypatch):
     real = data._fetch
 
-    def flaky(url, dest):
+    def flaky(url):
         if url.startswith("fake://one/"):
             raise TimeoutError("timed out")
-        real(url, dest)
+        return real(url)
 
     monkeypatch.setattr(data, "_fetch", flaky)
     (xtr, _), _ = data.load_mnist(root=fake_mnist["cache"])
@@ -267,7 +287,7 @@ def test_real_fetch_over_loopback(tmp_path, monkeypatch):
         monkeypatch.setitem(data._SOURCES, "mnist", data._Source(mirrors[:1], md5))
         with pytest.raises(data.DownloadError, match="HTTP Error 404"):
             data.load_mnist(root=tmp_path / "cache2")
-        assert list((tmp_path / "cache2").iterdir()) == []
+        assert not (tmp_path / "cache2").exists()
     finally:
         httpd.shutdown()
         httpd.server_close()
