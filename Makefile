@@ -10,7 +10,7 @@ BOOK_STAMP := $(VENV)/.installed-book
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,cluster]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -30,7 +30,7 @@ lessons: $(STAMP)
 # The website's packages (the `book` extra: Sphinx, MyST-NB, the theme, Playwright) on top of `dev`,
 # only for the two targets below; `make test` needs only `dev`.
 $(BOOK_STAMP): $(STAMP) pyproject.toml
-	$(PY) -m pip install --quiet -e ".[dev,book]"
+	$(PY) -m pip install --quiet -e ".[dev,cluster,book]"
 	touch $(BOOK_STAMP)
 
 # The course website in _build/book/html: every lesson run in full mode (cached in _build/executed),

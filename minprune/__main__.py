@@ -1,5 +1,6 @@
 import sys
 
-from .experiments import main
+from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a `--jobs` worker process imports this module
+    sys.exit(main())

@@ -1,42 +1,42 @@
-"""Experiments and the `minprune` command line.
+"""The experiments: each one the grid it runs and a function for one job of it.
 
-    minprune demo          the main job: a strategy sweep with defaults that finish in minutes
-    minprune train         train one baseline and print the per-epoch table
-    minprune sweep         ShrinkBench-style: strategies × sparsities × seeds, pruned + fine-tuned
-    minprune schedules     one-shot vs iterative vs gradual at the same sparsities
-    minprune at-init       pruning before training (SNIP, GraSP, SynFlow, random) vs after
-    minprune distribution  the note's section 4: weight histograms, fine-tuned vs from scratch
-    minprune lottery       winning tickets vs random re-initialisation across sparsities
-    minprune sensitivity   per-layer sensitivity scan
+    sweep               strategies × sparsities × seeds, pruned and fine-tuned (ShrinkBench-style)
+    compare_schedules   one-shot vs iterative vs gradual at the same sparsities
+    compare_at_init     pruning before training (SNIP, GraSP, SynFlow, random) vs after
+    distribution        the note's section 4: weight histograms, fine-tuned vs from scratch
+    lottery_experiment  winning tickets vs random re-initialisation across sparsities
+    sensitivity         per-layer sensitivity scan
 
-Every command takes --model, --dataset, --seeds, --epochs, --out and --config (a TOML or JSON
-file whose keys are the option names, e.g. `sparsities = [0.5, 0.9]`); `--help` lists the rest.
-Each writes `<out>/results.csv` (one row per run, rewritten atomically after every row, so an
-interrupted run resumes where it stopped) and PNG figures, and prints a table.
+Each function checks every argument first (a `ValueError`/`TypeError` naming it), then hands its
+grid to `runner.run`, which writes `<out>/results.csv` (one row per job, each carrying the run's
+configuration; an interrupted run resumes where it stopped), runs the jobs here, in `jobs` local
+processes or on a Dask `cluster`, and draws the figure. `minprune.cli` is the command line.
 """
 from __future__ import annotations
 
-import argparse
-import copy
-import csv
+import functools
 import hashlib
+import io
 import json
 import math
-import os
+import re
 import sys
-import tempfile
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from . import data, models, nn, prune, train
-from .course import cli as course_cli
+from . import checks, data, models, nn, prune, runner, train
+from .files import atomic_write, cache_dir
 from .prune import schedules
 
+__all__ = ["sweep", "compare_schedules", "compare_at_init", "distribution", "lottery_experiment",
+           "sensitivity", "load_data", "baseline", "summarize", "print_table", "near_zero_fraction",
+           "parse_strategy", "cache_dir", "STRATEGIES", "DATASETS", "BASELINE_TRAINING",
+           "FINETUNE_TRAINING"]
+
 DATASETS = ("mnist5k", "mnist", "fashion")
+INPUT_SHAPE = (1, 28, 28)  # every dataset above: 28×28 grey digits or clothes
 # The seed note's five baselines (ShrinkBench's): criterion and scope.
 STRATEGIES = {
     "global_magnitude": dict(criterion="magnitude", scope="global"),
@@ -51,112 +51,129 @@ FINETUNE_TRAINING = dict(lr=0.01, weight_decay=5e-4, augment=2, batch_size=64)
 
 def parse_strategy(name: str) -> dict:
     """A named strategy, or "criterion/scope[/granularity]" such as "taylor/global/filter"."""
+    if not isinstance(name, str):
+        raise TypeError(f"strategies: expected a strategy name, got {name!r}")
     if name in STRATEGIES:
         return dict(STRATEGIES[name])
     parts = name.split("/")
-    if 2 <= len(parts) <= 3:
-        out = dict(criterion=parts[0], scope=parts[1])
-        if len(parts) == 3:
-            out["granularity"] = parts[2]
-        return out
+    if 2 <= len(parts) <= 3 and all(parts):
+        return dict(zip(("criterion", "scope", "granularity"), parts))
     raise ValueError(f"strategies: {name!r} is not one of {sorted(STRATEGIES)} nor of the form "
                      "criterion/scope[/granularity]")
 
 
-# --- data, baselines, results files ----------------------------------------------------------------
+# --- data and baselines ----------------------------------------------------------------------
 def load_data(name: str):
     """(train, test) for a dataset name; in fast mode (MINPRUNE_FAST=1) a small subset."""
-    if name not in DATASETS:
-        raise ValueError(f"dataset: {name!r} is not one of {DATASETS}")
-    loaded = data.load_dataset("fashion_mnist" if name == "fashion" else name)
-    (x, y), (xt, yt) = loaded
+    checks.one_of(name, "dataset", DATASETS)
+    (x, y), (xt, yt) = data.load_dataset("fashion_mnist" if name == "fashion" else name)
     if data.fast_mode():
         (x, y), (xt, yt) = data.subset(x, y, 600), data.subset(xt, yt, 300)
     return (x, y), (xt, yt)
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("MINPRUNE_CACHE", Path.home() / ".cache" / "minprune"))
+@functools.lru_cache(maxsize=2)
+def _cached_data(name: str, fast: bool):
+    return load_data(name)
+
+
+def _data(name: str):
+    """`load_data(name)`, loaded once per process (jobs share it and never change it)."""
+    return _cached_data(name, data.fast_mode())
+
+
+def _hash(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=4)
+def _data_hash(name: str, fast: bool) -> str:
+    (x, y), (xt, yt) = _cached_data(name, fast)
+    return _hash(x, y, xt, yt)
+
+
+def data_fingerprint(settings: dict) -> str:
+    """A hash of the run's training and test data (fast mode uses other data, so it differs)."""
+    return _data_hash(settings["dataset"], data.fast_mode())
 
 
 def baseline(model_name, dataset, seed, epochs, train_data, progress=False):
-    """Train (or load from the cache) the dense model for this config.
+    """Train (or load from the cache) the dense model for this config; a fresh model every call.
 
-    The checkpoint's file name is a hash of everything that determines the weights, so changing
-    any of them trains a new baseline instead of silently reusing a stale one."""
+    The checkpoint's name is a hash of everything that determines the weights (the training data
+    included), so changing any of them trains a new baseline instead of reusing a stale one. The
+    checksum written beside it is checked before every load: a truncated, changed or empty file,
+    or one with NaN/inf weights, is reported and trained again. One process at a time trains a
+    given baseline; the others wait for it and load it."""
+    checks.one_of(dataset, "dataset", DATASETS)
+    seed, epochs = checks.integer(seed, "seed", minimum=0), checks.integer(epochs, "epochs", 0)
     x, y = train_data
-    fingerprint = hashlib.sha256(y.tobytes() + x[::97].tobytes()).hexdigest()[:16]  # the data too
-    config = dict(model=model_name, dataset=dataset, seed=seed, epochs=epochs, data=fingerprint,
+    config = dict(model=model_name, dataset=dataset, seed=seed, epochs=epochs, data=_hash(x, y),
                   **BASELINE_TRAINING)
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_dir() / "baselines" / f"{model_name}-{dataset}-s{seed}-{key}.npz"
-    if path.is_file():
-        return nn.load(path)
-    model = models.get_model(model_name, seed=seed)
-    train.fit(model, train_data, epochs, seed=seed, progress=progress, desc=f"baseline s{seed}",
-              **BASELINE_TRAINING)
-    nn.save(model, path)
+    path = cache_dir("baselines") / f"{model_name}-{dataset}-s{seed}-{key}.npz"
+    with runner.locked_file(path.with_name(f".{path.name}.lock")):
+        model = _load_checked(path)
+        if model is None:
+            model = models.get_model(model_name, seed=seed)
+            train.fit(model, train_data, epochs, seed=seed, progress=progress,
+                      desc=f"baseline s{seed}", **BASELINE_TRAINING)
+            _save_checked(model, path)
+            model = _load_checked(path)  # exactly what later runs (and other processes) load
     return model
 
 
-class ResultsFile:
-    """results.csv with one row per run. Rewritten atomically after each row, so a crash leaves
-    either the old file or the new one; `done(key)` lets an interrupted sweep resume."""
-
-    def __init__(self, path: Path, key_fields):
-        self.path, self.key_fields = Path(path), tuple(key_fields)
-        self.rows = []
-        if self.path.is_file():
-            with open(self.path, newline="") as f:
-                self.rows = [_parse_row(r) for r in csv.DictReader(f)]
-
-    def key(self, row) -> tuple:
-        return tuple(str(row[k]) for k in self.key_fields)
-
-    def done(self, **fields) -> bool:
-        k = self.key(fields)
-        return any(self.key(r) == k for r in self.rows)
-
-    def where(self, **allowed) -> list[dict]:
-        """The rows whose every named field is one of the allowed values (this run's rows)."""
-        return [r for r in self.rows if all(r[k] in values for k, values in allowed.items())]
-
-    def add(self, row: dict):
-        self.rows.append(row)
-        fields = list(dict.fromkeys(k for r in self.rows for k in r))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(tmp, self.path)
+def _nonfinite(model) -> list[str]:
+    return [n for n, v in model.state_dict().items()
+            if v.dtype.kind == "f" and not np.isfinite(v).all()]
 
 
-def _parse_row(row: dict) -> dict:
-    out = {}
-    for k, v in row.items():
+def _save_checked(model, path: Path):
+    bad = _nonfinite(model)
+    if bad:
+        raise RuntimeError(f"baseline: training ended with NaN or infinite values in {bad[:3]}; "
+                           f"not cached as {path.name} (try a smaller learning rate)")
+    nn.save(model, path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    atomic_write(path.with_suffix(".sha256"), f"{digest}  {path.name}\n")  # `sha256sum -c` reads it
+
+
+def _load_checked(path: Path):
+    """The cached model, or None when there is none or it is damaged (saying which and why)."""
+    if not path.exists():
+        return None
+    try:
+        recorded = path.with_suffix(".sha256").read_text().split()[0]
+    except (OSError, UnicodeDecodeError, IndexError):
+        recorded = None
+    if recorded is None:
+        problem = "has no recorded checksum (its write was interrupted, or an old minprune wrote it)"
+    elif recorded != hashlib.sha256(path.read_bytes()).hexdigest():
+        problem = "does not match its recorded checksum (truncated or changed)"
+    else:
         try:
-            out[k] = int(v) if v.lstrip("-").isdigit() else float(v)
-        except (ValueError, AttributeError):
-            out[k] = v
-    return out
+            model = nn.load(path)
+        except ValueError as err:
+            problem = f"cannot be loaded ({err})"
+        else:
+            bad = _nonfinite(model)
+            if not bad:
+                return model
+            problem = f"holds NaN or infinite values in {bad[:3]}"
+    print(f"baseline cache: {path} {problem}; training it again", file=sys.stderr, flush=True)
+    return None
 
 
-def print_table(rows, cols):
-    print("  ".join(f"{c:>14}" for c in cols))
-    for r in rows:
-        print("  ".join(f"{r[c]:>14.4f}" if isinstance(r.get(c), float) else f"{r.get(c, ''):>14}"
-                        for c in cols))
+def _baseline_of(model, dataset, seed, epochs, progress=False):
+    return baseline(model, dataset, seed, epochs, _data(dataset)[0], progress)
 
 
-def _measure(model, test, shape):
-    acc, loss = train.evaluate(model, test)
-    return dict(accuracy=acc, loss=loss, measured_sparsity=prune.sparsity(model),
-                compression=prune.compression_ratio(model),
-                speedup=prune.theoretical_speedup(model, shape))
-
-
+# --- pieces the jobs share ---------------------------------------------------------------------
 def scoring_batch(train_data, seed, size=512):
     """The training digits data-driven criteria score on: `size` random ones, fixed by the seed."""
     x, y = train_data
@@ -169,62 +186,137 @@ def criterion_options(criterion, seed, shape) -> dict:
     return {"random": {"seed": seed}, "synflow": {"input_shape": shape}}.get(criterion, {})
 
 
+def _criterion_inputs(criterion, train_data, seed) -> dict:
+    """Everything a criterion needs besides the model: its options, and a scoring batch if it
+    looks at data."""
+    inputs = criterion_options(criterion, seed, _shape(train_data[0]))
+    if getattr(prune.CRITERIA.get(criterion), "needs_data", False):
+        inputs["batch"] = scoring_batch(train_data, seed)
+    return inputs
+
+
 def _shape(x):
     return tuple(int(d) for d in x.shape[1:])
 
 
-def _save_figure(fig, path):
-    path = Path(path)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-    plt.close(fig)
-    return path
+def _measure(model, test):
+    acc, loss = train.evaluate(model, test)
+    return dict(accuracy=acc, loss=loss, measured_sparsity=prune.sparsity(model),
+                compression=prune.compression_ratio(model),
+                speedup=prune.theoretical_speedup(model, _shape(test[0])))
 
 
-# --- the experiments -------------------------------------------------------------------------------
+def near_zero_fraction(model, threshold=0.01) -> float:
+    """Among the surviving (nonzero) prunable weights, the fraction with |w| < threshold."""
+    ws = np.concatenate([m.weight.data.ravel() for m in prune.prunable_layers(model).values()])
+    alive = ws[ws != 0]
+    return float(np.mean(np.abs(alive) < threshold)) if alive.size else float("nan")
+
+
+def summarize(rows, by=("strategy", "sparsity"), value="accuracy"):
+    """Mean, min and max of `value` over seeds for each group."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in by), []).append(float(r[value]))
+    return [dict(zip(by, k), mean=float(np.mean(v)), min=float(np.min(v)), max=float(np.max(v)),
+                 n=len(v)) for k, v in sorted(groups.items())]
+
+
+def print_table(rows, cols):
+    print("  ".join(f"{c:>14}" for c in cols))
+    for r in rows:
+        print("  ".join(f"{r[c]:>14.4f}" if isinstance(r.get(c), float) else f"{r.get(c, ''):>14}"
+                        for c in cols))
+
+
+# --- checking arguments before any work --------------------------------------------------------
+def _text(value, name) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"{name}: expected a non-empty string, got {value!r}")
+    return value
+
+
+def _distinct(values, name, check, **bounds) -> list:
+    """A non-empty list of checked values, none twice (each value is a grid axis: a repeat would
+    run the same job twice)."""
+    out = checks.each(values, name, check, **bounds)
+    for i, v in enumerate(out):
+        if v in out[:i]:
+            raise ValueError(f"{name}: {v!r} appears twice in {list(values)!r}")
+    return out
+
+
+def _seeds(seeds) -> list[int]:
+    return _distinct(seeds, "seeds", checks.integer, minimum=0)
+
+
+def _sparsities(sparsities, name="sparsities") -> list[float]:
+    return _distinct(sparsities, name, checks.number, lo=0, hi=1, hi_open=True)
+
+
+def _settings(model, dataset, epochs, **more) -> dict:
+    """The arguments that identify a run (every row carries them), checked."""
+    return dict(model=checks.one_of(model, "model", tuple(models.MODELS)),
+                dataset=checks.one_of(dataset, "dataset", DATASETS),
+                epochs=checks.integer(epochs, "epochs", minimum=1), **more)
+
+
+def _trial_prune(model, what, sparsity, criterion, **prune_kwargs):
+    """Prune an untrained model once with these arguments, so a bad criterion, scope,
+    granularity or layer name is reported before any training, with `what` in front."""
+    rng = np.random.default_rng(0)
+    batch = (rng.standard_normal((4, *INPUT_SHAPE)).astype(np.float32), np.arange(4))
+    try:
+        prune.prune(models.get_model(model, seed=0), sparsity, criterion=criterion,
+                    **prune_kwargs, **_criterion_inputs(criterion, batch, 0))
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"{what}: {err}") from None
+
+
+def _last_layer(model) -> list[str]:
+    return list(prune.prunable_layers(models.get_model(model, seed=0)))[-1:]
+
+
+# --- the sweep ---------------------------------------------------------------------------------
 def sweep(model="lenet_300_100", dataset="mnist5k", strategies=tuple(STRATEGIES),
           sparsities=(0.5, 0.8, 0.9, 0.95, 0.98), seeds=(0,), epochs=20, finetune_epochs=2,
-          out="results/sweep", progress=True, exclude=(), **_):
-    """Every strategy × sparsity × seed: prune the cached baseline, evaluate, fine-tune,
-    evaluate again. Returns the rows (also in `<out>/results.csv`)."""
-    train_data, test = load_data(dataset)
-    shape = _shape(train_data[0])
-    results = ResultsFile(Path(out) / "results.csv", ("strategy", "sparsity", "seed"))
-    specs = {s: parse_strategy(s) for s in strategies}
-    jobs = [(seed, s, sp) for seed in seeds for s in strategies for sp in sparsities]
-    bar = tqdm(total=len(jobs), desc="sweep", disable=not progress)
-    for seed in seeds:
-        dense = dense_accuracy = None
-        batch = scoring_batch(train_data, seed)
-        for name in strategies:
-            for sp in sparsities:
-                if results.done(strategy=name, sparsity=sp, seed=seed):
-                    bar.update(1)
-                    continue
-                if dense is None:  # trained (or loaded) only if some row of this seed is missing
-                    dense = baseline(model, dataset, seed, epochs, train_data, progress)
-                    dense_accuracy = train.evaluate(dense, test).accuracy
-                start = time.perf_counter()
-                m = copy.deepcopy(dense)
-                prune.prune(m, sp, batch=batch, exclude=exclude,
-                            **specs[name], **criterion_options(specs[name]["criterion"], seed, shape))
-                before = train.evaluate(m, test).accuracy
-                if finetune_epochs:
-                    train.fit(m, train_data, finetune_epochs, seed=seed, progress=False,
-                              **FINETUNE_TRAINING)
-                row = dict(model=model, dataset=dataset, strategy=name, sparsity=sp, seed=seed,
-                           finetune_epochs=finetune_epochs, accuracy_pruned=before,
-                           dense_accuracy=dense_accuracy,
-                           **_measure(m, test, shape), seconds=time.perf_counter() - start)
-                results.add(row)
-                bar.update(1)
-    bar.close()
-    rows = results.where(strategy=strategies, sparsity=sparsities, seed=seeds)
-    _sweep_figures(rows, Path(out))
-    return rows
+          exclude=(), out="results/sweep", progress=True, jobs=1, cluster=None, dry_run=False):
+    """Every strategy × sparsity × seed: prune the cached baseline, evaluate, fine-tune for
+    `finetune_epochs`, evaluate again. `exclude` names layers left dense. Returns the rows (also
+    in `<out>/results.csv`); `dry_run=True` only checks the arguments and returns the jobs."""
+    exclude = [] if exclude in ([], ()) else _distinct(exclude, "exclude", _text)
+    settings = _settings(model, dataset, epochs,
+                         finetune_epochs=checks.integer(finetune_epochs, "finetune_epochs", 0),
+                         exclude=exclude)
+    prune.prunable_layers(models.get_model(settings["model"], seed=0), exclude)  # names known?
+    seeds, sparsities = _seeds(seeds), _sparsities(sparsities)
+    strategies = _distinct(strategies, "strategies", _text)
+    for name in strategies:
+        _trial_prune(settings["model"], f"strategies: {name!r}", max(sparsities),
+                     exclude=settings["exclude"], **parse_strategy(name))
+    grid = [dict(seed=seed, strategy=s, sparsity=sp)
+            for seed in seeds for s in strategies for sp in sparsities]
+    return runner.run(SWEEP, settings, grid, out, progress, jobs, cluster, dry_run)
 
 
-def _sweep_figures(rows, out: Path):
+def _sweep_job(seed, strategy, sparsity, *, model, dataset, epochs, finetune_epochs, exclude,
+               progress=False):
+    train_data, test = _data(dataset)
+    m = _baseline_of(model, dataset, seed, epochs, progress)
+    dense_accuracy = train.evaluate(m, test).accuracy
+    spec = parse_strategy(strategy)
+    spec.setdefault("granularity", "unstructured")
+    start = time.perf_counter()
+    prune.prune(m, sparsity, exclude=exclude, **spec,
+                **_criterion_inputs(spec["criterion"], train_data, seed))
+    before = train.evaluate(m, test).accuracy
+    if finetune_epochs:
+        train.fit(m, train_data, finetune_epochs, seed=seed, progress=False, **FINETUNE_TRAINING)
+    return [dict(**spec, accuracy_pruned=before, dense_accuracy=dense_accuracy,
+                 **_measure(m, test), seconds=time.perf_counter() - start)]
+
+
+def _sweep_figures(rows, out: Path, settings):
     import matplotlib.pyplot as plt
 
     from . import plots
@@ -240,6 +332,14 @@ def _sweep_figures(rows, out: Path):
     _save_figure(fig, out / "accuracy_vs_compression.png")
 
 
+def _save_figure(fig, path):
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write(path, buf.getvalue())
+
+
 def _curve_figure(rows, group, out: Path, name, title):
     """Accuracy vs sparsity, one line per `group` value (mean over seeds, min–max band)."""
     from . import plots
@@ -248,363 +348,261 @@ def _curve_figure(rows, group, out: Path, name, title):
     return _save_figure(ax.figure, out / name)
 
 
-def summarize(rows, by=("strategy", "sparsity"), value="accuracy"):
-    """Mean, min and max of `value` over seeds for each group."""
-    groups = {}
-    for r in rows:
-        groups.setdefault(tuple(r[k] for k in by), []).append(float(r[value]))
-    return [dict(zip(by, k), mean=float(np.mean(v)), min=float(np.min(v)), max=float(np.max(v)),
-                 n=len(v)) for k, v in sorted(groups.items())]
+SWEEP = runner.Experiment("sweep", _sweep_job, axes=("seed", "strategy", "sparsity"),
+                          data_fingerprint=data_fingerprint, figure=_sweep_figures)
+
+
+# --- schedules ---------------------------------------------------------------------------------
+SCHEDULES = ("one_shot", "iterative", "gradual")
 
 
 def compare_schedules(model="lenet_300_100", dataset="mnist5k", sparsities=(0.9, 0.95, 0.98),
                       seeds=(0,), epochs=20, finetune_epochs=2, rounds=3, out="results/schedules",
-                      progress=True, **_):
-    """One-shot vs iterative vs gradual at the same sparsities, with the same fine-tuning budget:
+                      progress=True, jobs=1, cluster=None, dry_run=False):
+    """One-shot vs iterative vs gradual at the same sparsities, with the same retraining budget:
     one-shot fine-tunes rounds×finetune_epochs once, iterative finetune_epochs per round, gradual
     prunes during rounds×finetune_epochs of training from the dense baseline."""
-    train_data, test = load_data(dataset)
-    shape = _shape(train_data[0])
-    results = ResultsFile(Path(out) / "results.csv", ("schedule", "sparsity", "seed"))
+    settings = _settings(model, dataset, epochs,
+                         finetune_epochs=checks.integer(finetune_epochs, "finetune_epochs", 1),
+                         rounds=checks.integer(rounds, "rounds", minimum=1))
+    grid = [dict(seed=seed, sparsity=sp, schedule=kind) for seed in _seeds(seeds)
+            for sp in _sparsities(sparsities) for kind in SCHEDULES]
+    return runner.run(SCHEDULES_EXPERIMENT, settings, grid, out, progress, jobs, cluster, dry_run)
+
+
+def _schedules_job(seed, sparsity, schedule, *, model, dataset, epochs, finetune_epochs, rounds,
+                   progress=False):
+    train_data, test = _data(dataset)
+    m = _baseline_of(model, dataset, seed, epochs, progress)
     budget = rounds * finetune_epochs
-    bar = tqdm(total=3 * len(seeds) * len(sparsities), desc="schedules", disable=not progress)
-    for seed in seeds:
-        dense = None
-        for sp in sparsities:
-            for kind in ("one_shot", "iterative", "gradual"):
-                if results.done(schedule=kind, sparsity=sp, seed=seed):
-                    bar.update(1)
-                    continue
-                if dense is None:
-                    dense = baseline(model, dataset, seed, epochs, train_data, progress)
-                m, start = copy.deepcopy(dense), time.perf_counter()
-                if kind == "one_shot":
-                    schedules.one_shot(m, sp, finetune=schedules.trainer(
-                        train_data, budget, seed=seed, **FINETUNE_TRAINING))
-                elif kind == "iterative":
-                    schedules.iterative(m, sp, rounds, finetune=schedules.trainer(
-                        train_data, finetune_epochs, seed=seed, **FINETUNE_TRAINING))
-                else:
-                    steps = budget * -(-len(train_data[1]) // FINETUNE_TRAINING["batch_size"])
-                    ramp = schedules.gradual(sp, start=0, end=int(steps * 0.75),
-                                             every=max(1, steps // 40))
-                    train.fit(m, train_data, budget, seed=seed, callbacks=[ramp], progress=False,
-                              **FINETUNE_TRAINING)
-                results.add(dict(model=model, dataset=dataset, schedule=kind, sparsity=sp,
-                                 seed=seed, epochs=budget, **_measure(m, test, shape),
-                                 seconds=time.perf_counter() - start))
-                bar.update(1)
-    bar.close()
-    rows = results.where(seed=seeds, sparsity=sparsities)
-    _curve_figure(rows, "schedule", Path(out), "schedules.png",
-                  f"{model}: one-shot vs iterative vs gradual, {budget} epochs of retraining")
-    return rows
+    start = time.perf_counter()
+    if schedule == "one_shot":
+        schedules.one_shot(m, sparsity, finetune=schedules.trainer(
+            train_data, budget, seed=seed, **FINETUNE_TRAINING))
+    elif schedule == "iterative":
+        schedules.iterative(m, sparsity, rounds, finetune=schedules.trainer(
+            train_data, finetune_epochs, seed=seed, **FINETUNE_TRAINING))
+    else:
+        steps = budget * -(-len(train_data[1]) // FINETUNE_TRAINING["batch_size"])
+        ramp = schedules.gradual(sparsity, start=0, end=int(steps * 0.75), every=max(1, steps // 40))
+        train.fit(m, train_data, budget, seed=seed, callbacks=[ramp], progress=False,
+                  **FINETUNE_TRAINING)
+    return [dict(retrain_epochs=budget, **_measure(m, test), seconds=time.perf_counter() - start)]
 
 
+def _schedules_figure(rows, out, settings):
+    budget = settings["rounds"] * settings["finetune_epochs"]
+    _curve_figure(rows, "schedule", out, "schedules.png", f"{settings['model']}: one-shot vs "
+                  f"iterative vs gradual, {budget} epochs of retraining")
+
+
+SCHEDULES_EXPERIMENT = runner.Experiment("schedules", _schedules_job,
+                                         axes=("seed", "sparsity", "schedule"),
+                                         data_fingerprint=data_fingerprint,
+                                         figure=_schedules_figure)
+
+
+# --- pruning at initialisation -----------------------------------------------------------------
 def compare_at_init(model="lenet_300_100", dataset="mnist5k", sparsities=(0.9, 0.95, 0.98),
                     seeds=(0,), epochs=20, criteria=("snip", "grasp", "synflow", "random"),
-                    finetune_epochs=2, out="results/at_init", progress=True, **_):
+                    finetune_epochs=2, out="results/at_init", progress=True, jobs=1, cluster=None,
+                    dry_run=False):
     """Prune before training with each criterion and train the sparse net for `epochs`; compare
-    with pruning after training (global magnitude on the baseline, then fine-tuning)."""
-    train_data, test = load_data(dataset)
-    shape = _shape(train_data[0])
-    results = ResultsFile(Path(out) / "results.csv", ("method", "sparsity", "seed"))
+    with pruning after training (global magnitude on the baseline, then `finetune_epochs`)."""
+    settings = _settings(model, dataset, epochs,
+                         finetune_epochs=checks.integer(finetune_epochs, "finetune_epochs", 0))
+    seeds, sparsities = _seeds(seeds), _sparsities(sparsities)
+    criteria = _distinct(criteria, "criteria", _text)
+    for c in criteria:
+        _trial_prune(settings["model"], f"criteria: {c!r}", max(sparsities), c)
     methods = [f"init_{c}" for c in criteria] + ["after_magnitude"]
-    bar = tqdm(total=len(methods) * len(seeds) * len(sparsities), desc="at-init",
-               disable=not progress)
-    for seed in seeds:
-        batch = scoring_batch(train_data, seed)
-        for sp in sparsities:
-            for method in methods:
-                if results.done(method=method, sparsity=sp, seed=seed):
-                    bar.update(1)
-                    continue
-                start = time.perf_counter()
-                if method.startswith("init_"):
-                    m = models.get_model(model, seed=seed)
-                    crit = method[len("init_"):]
-                    schedules.at_init(m, sp, criterion=crit, batch=batch,
-                                      train=schedules.trainer(train_data, epochs, seed=seed,
-                                                              **BASELINE_TRAINING),
-                                      **criterion_options(crit, seed, shape))
-                else:
-                    m = copy.deepcopy(baseline(model, dataset, seed, epochs, train_data, progress))
-                    prune.prune(m, sp, criterion="magnitude", scope="global")
-                    train.fit(m, train_data, finetune_epochs, seed=seed, progress=False,
-                              **FINETUNE_TRAINING)
-                results.add(dict(model=model, dataset=dataset, method=method, sparsity=sp,
-                                 seed=seed, **_measure(m, test, shape),
-                                 seconds=time.perf_counter() - start))
-                bar.update(1)
-    bar.close()
-    rows = results.where(seed=seeds, sparsity=sparsities)
-    _curve_figure(rows, "method", Path(out), "at_init.png",
-                  f"{model}: pruning before training vs after")
-    return rows
+    grid = [dict(seed=seed, sparsity=sp, method=m) for seed in seeds for sp in sparsities
+            for m in methods]
+    return runner.run(AT_INIT, settings, grid, out, progress, jobs, cluster, dry_run)
 
 
-def near_zero_fraction(model, threshold=0.01) -> float:
-    """Among the surviving (nonzero) prunable weights, the fraction with |w| < threshold."""
-    ws = np.concatenate([m.weight.data.ravel() for m in prune.prunable_layers(model).values()])
-    alive = ws[ws != 0]
-    return float(np.mean(np.abs(alive) < threshold)) if alive.size else float("nan")
+def _at_init_job(seed, sparsity, method, *, model, dataset, epochs, finetune_epochs,
+                 progress=False):
+    train_data, test = _data(dataset)
+    start = time.perf_counter()
+    if method == "after_magnitude":
+        m = _baseline_of(model, dataset, seed, epochs, progress)
+        prune.prune(m, sparsity, criterion="magnitude", scope="global")
+        train.fit(m, train_data, finetune_epochs, seed=seed, progress=False, **FINETUNE_TRAINING)
+    else:
+        criterion = method.removeprefix("init_")
+        m = models.get_model(model, seed=seed)
+        schedules.at_init(m, sparsity, criterion=criterion,
+                          train=schedules.trainer(train_data, epochs, seed=seed, **BASELINE_TRAINING),
+                          **_criterion_inputs(criterion, train_data, seed))
+    return [dict(**_measure(m, test), seconds=time.perf_counter() - start)]
+
+
+AT_INIT = runner.Experiment(
+    "at_init", _at_init_job, axes=("seed", "sparsity", "method"), data_fingerprint=data_fingerprint,
+    figure=lambda rows, out, s: _curve_figure(rows, "method", out, "at_init.png",
+                                              f"{s['model']}: pruning before training vs after"))
+
+
+# --- weight distributions: fine-tuned vs trained from scratch ----------------------------------
+CASES = {  # case: (pruning, retraining)
+    "unpruned": (None, None),
+    "unstructured + fine-tune": ("unstructured", "finetune"),
+    "unstructured from scratch": ("unstructured", "scratch"),
+    "structured + fine-tune": ("structured", "finetune"),
+    "structured from scratch": ("structured", "scratch"),
+}
 
 
 def distribution(model="lenet5", dataset="mnist5k", seeds=(0,), epochs=20, finetune_epochs=5,
                  unstructured_sparsity=0.9, filter_sparsity=0.5, threshold=0.01,
-                 out="results/distribution", progress=True, **_):
+                 out="results/distribution", progress=True, jobs=1, cluster=None, dry_run=False):
     """The note's section 4 (after Liu et al. 2019, Fig. 5): weight histograms of the trained
-    model, of unstructured and structured (filter) pruning + fine-tuning, and of the same pruned
-    networks re-initialised and trained from scratch. Also the fraction of surviving weights
-    with |w| < threshold in each case."""
+    model, of unstructured (global magnitude) and structured (layerwise filter, the classifier
+    kept) pruning + fine-tuning, and of the same pruned networks re-initialised and trained from
+    scratch for `epochs`. Also the fraction of surviving weights with |w| < threshold."""
+    settings = _settings(model, dataset, epochs,
+                         finetune_epochs=checks.integer(finetune_epochs, "finetune_epochs", 0),
+                         unstructured_sparsity=_sparsities([unstructured_sparsity],
+                                                           "unstructured_sparsity")[0],
+                         filter_sparsity=_sparsities([filter_sparsity], "filter_sparsity")[0],
+                         threshold=checks.number(threshold, "threshold", lo=0, lo_open=True))
+    _trial_prune(settings["model"], "filter_sparsity", settings["filter_sparsity"], "magnitude",
+                 granularity="filter", scope="layerwise", exclude=_last_layer(settings["model"]))
+    grid = [dict(seed=seed, case=case) for seed in _seeds(seeds) for case in CASES]
+    return runner.run(DISTRIBUTION, settings, grid, out, progress, jobs, cluster, dry_run)
+
+
+def _weights_file(seed, case) -> str:
+    return f"weights/s{seed}-{re.sub(r'[^a-z]+', '_', case)}.npy"
+
+
+def _distribution_job(seed, case, *, model, dataset, epochs, finetune_epochs,
+                      unstructured_sparsity, filter_sparsity, threshold, progress=False):
+    train_data, test = _data(dataset)
+    m = _baseline_of(model, dataset, seed, epochs, progress)
+    pruning, retraining = CASES[case]
+    if pruning == "unstructured":
+        prune.prune(m, unstructured_sparsity, criterion="magnitude", scope="global")
+    elif pruning == "structured":
+        prune.prune(m, filter_sparsity, criterion="magnitude", granularity="filter",
+                    scope="layerwise", exclude=_last_layer(model))
+    if retraining == "finetune":
+        schedules.retrain(m, "finetune", train=schedules.trainer(
+            train_data, finetune_epochs, seed=seed, **FINETUNE_TRAINING))
+    elif retraining == "scratch":
+        schedules.retrain(m, "scratch", seed=seed + 100, train=schedules.trainer(
+            train_data, epochs, seed=seed, **BASELINE_TRAINING))
+    weights = np.concatenate([layer.weight.data.ravel()
+                              for layer in prune.prunable_layers(m).values()])
+    buf = io.BytesIO()
+    np.save(buf, weights)
+    row = dict(near_zero=near_zero_fraction(m, threshold), **_measure(m, test))
+    return [row], {_weights_file(seed, case): buf.getvalue()}
+
+
+def _distribution_figure(rows, out, settings):
+    """One histogram per case, of the first seed's models."""
     import matplotlib.pyplot as plt
 
     from . import plots
-    train_data, test = load_data(dataset)
-    out = Path(out)
-    results = ResultsFile(out / "results.csv", ("case", "seed"))
+    seed = rows[0]["seed"]
     panels = {}
-    for seed in seeds:
-        dense = baseline(model, dataset, seed, epochs, train_data, progress)
-        cases = {"unpruned": dense}
-        for label, kw in (("unstructured", dict(granularity="unstructured", scope="global",
-                                                sparsity=unstructured_sparsity)),
-                          ("structured", dict(granularity="filter", scope="layerwise",
-                                              sparsity=filter_sparsity,
-                                              exclude=list(prune.prunable_layers(dense))[-1:]))):
-            pruned = copy.deepcopy(dense)
-            prune.prune(pruned, kw.pop("sparsity"), criterion="magnitude", **kw)
-            scratch = copy.deepcopy(pruned)
-            schedules.retrain(pruned, "finetune", train=schedules.trainer(
-                train_data, finetune_epochs, seed=seed, **FINETUNE_TRAINING))
-            schedules.retrain(scratch, "scratch", seed=seed + 100, train=schedules.trainer(
-                train_data, epochs, seed=seed, **BASELINE_TRAINING))
-            cases[f"{label} + fine-tune"] = pruned
-            cases[f"{label} from scratch"] = scratch
-        for case, m in cases.items():
-            row = dict(model=model, dataset=dataset, case=case, seed=seed,
-                       near_zero=near_zero_fraction(m, threshold), threshold=threshold,
-                       **_measure(m, test, _shape(train_data[0])))
-            if not results.done(case=case, seed=seed):
-                results.add(row)
-            panels.setdefault(case, m)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3), sharey=False)
-    for ax, (case, m) in zip(axes, panels.items()):
-        plots.plot_weight_histogram(m, ax=ax)
+    for case in CASES:
+        try:
+            panels[case] = np.load(out / _weights_file(seed, case), allow_pickle=False)
+        except (OSError, ValueError) as err:
+            print(f"distribution: no histogram of {case!r} ({err})", file=sys.stderr)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3), squeeze=False)
+    for ax, (case, weights) in zip(axes[0], panels.items()):
+        plots.plot_weight_histogram(weights, ax=ax)
         ax.set_title(case, fontsize=9)
     _save_figure(fig, out / "weight_distributions.png")
-    return results.where(seed=seeds)
 
 
+DISTRIBUTION = runner.Experiment("distribution", _distribution_job, axes=("seed", "case"),
+                                 data_fingerprint=data_fingerprint, figure=_distribution_figure)
+
+
+# --- the lottery ticket ------------------------------------------------------------------------
 def lottery_experiment(model="lenet_300_100", dataset="mnist5k", seeds=(0,), epochs=10,
                        sparsities=(0.5, 0.8, 0.9, 0.95, 0.98), keep_per_round=0.5, rewind_to=0,
-                       out="results/lottery", progress=True, **_):
+                       out="results/lottery", progress=True, jobs=1, cluster=None, dry_run=False):
     """Winning ticket vs random re-initialisation across sparsities. Each sparsity is reached
-    from the dense net by iterative magnitude pruning with rewinding, keeping about
-    `keep_per_round` of the survivors per round (rounds = ⌈log(1−s) / log(keep_per_round)⌉)."""
-    if not 0 < keep_per_round < 1:
-        raise ValueError(f"keep_per_round: must be in (0, 1), got {keep_per_round}")
-    train_data, test = load_data(dataset)
-    results = ResultsFile(Path(out) / "results.csv", ("kind", "sparsity", "seed"))
-    bar = tqdm(total=len(seeds) * len(sparsities), desc="lottery", disable=not progress)
-    for seed in seeds:
-        for sp in sparsities:
-            if results.done(kind="ticket", sparsity=sp, seed=seed):
-                bar.update(1)
-                continue
-            m = models.get_model(model, seed=seed)
-            rounds = max(1, math.ceil(math.log(1 - sp) / math.log(keep_per_round) - 1e-9))
-            history = schedules.lottery(m, sp, rounds, seed=seed, rewind_to=rewind_to,
-                                        val=test, train=schedules.trainer(
-                                            train_data, epochs, seed=seed, **BASELINE_TRAINING))
-            for h in history[-2:]:
-                results.add(dict(model=model, dataset=dataset, kind=h["kind"], sparsity=sp,
-                                 seed=seed, rounds=rounds, accuracy=h["accuracy"], loss=h["loss"],
-                                 measured_sparsity=h["sparsity"], rewind_to=rewind_to))
-            bar.update(1)
-    bar.close()
-    rows = results.where(seed=seeds)
-    _curve_figure(rows, "kind", Path(out), "lottery.png",
-                  f"{model}: winning ticket vs random re-initialisation")
-    return rows
+    from the dense net by iterative magnitude pruning with rewinding to step `rewind_to`, keeping
+    about `keep_per_round` of the survivors per round (rounds = ⌈log(1−s) / log(keep_per_round)⌉),
+    each round `epochs` of training. Two rows per sparsity and seed: kind "ticket" and "reinit"."""
+    settings = _settings(model, dataset, epochs, keep_per_round=checks.number(
+        keep_per_round, "keep_per_round", lo=0, hi=1, lo_open=True, hi_open=True))
+    steps = settings["epochs"] * -(-len(_data(dataset)[0][1]) // BASELINE_TRAINING["batch_size"])
+    settings["rewind_to"] = checks.integer(rewind_to, "rewind_to", 0, steps)
+    grid = [dict(seed=seed, sparsity=sp) for seed in _seeds(seeds) for sp in _sparsities(sparsities)]
+    return runner.run(LOTTERY, settings, grid, out, progress, jobs, cluster, dry_run)
 
 
+def _lottery_job(seed, sparsity, *, model, dataset, epochs, keep_per_round, rewind_to,
+                 progress=False):
+    train_data, test = _data(dataset)
+    m = models.get_model(model, seed=seed)
+    rounds = max(1, math.ceil(math.log(1 - sparsity) / math.log(keep_per_round) - 1e-9))
+    history = schedules.lottery(m, sparsity, rounds, seed=seed, rewind_to=rewind_to, val=test,
+                                train=schedules.trainer(train_data, epochs, seed=seed,
+                                                        **BASELINE_TRAINING))
+    return [dict(kind=h["kind"], rounds=rounds, accuracy=h["accuracy"], loss=h["loss"],
+                 measured_sparsity=h["sparsity"]) for h in history[-2:]]
+
+
+LOTTERY = runner.Experiment(
+    "lottery", _lottery_job, axes=("seed", "sparsity"), each=("kind", ("ticket", "reinit")),
+    data_fingerprint=data_fingerprint,
+    figure=lambda rows, out, s: _curve_figure(rows, "kind", out, "lottery.png", f"{s['model']}: "
+                                              "winning ticket vs random re-initialisation"))
+
+
+# --- sensitivity -------------------------------------------------------------------------------
 def sensitivity(model="lenet5", dataset="mnist5k", seeds=(0,), epochs=20,
-                sparsities=(0.25, 0.5, 0.75, 0.9, 0.95), out="results/sensitivity", progress=True,
-                criterion="magnitude", granularity="unstructured", **_):
-    """Prune each layer alone at each sparsity (no fine-tuning) and plot accuracy per layer."""
+                sparsities=(0.25, 0.5, 0.75, 0.9, 0.95), criterion="magnitude",
+                granularity="unstructured", out="results/sensitivity", progress=True, jobs=1,
+                cluster=None, dry_run=False):
+    """Prune each layer alone at each sparsity (no fine-tuning) and plot accuracy per layer,
+    averaged over seeds (`prune.sensitivity_scan` one job at a time)."""
+    settings = _settings(model, dataset, epochs, criterion=_text(criterion, "criterion"),
+                         granularity=_text(granularity, "granularity"))
+    seeds, sparsities = _seeds(seeds), _sparsities(sparsities)
+    layers = list(prune.prunable_layers(models.get_model(settings["model"], seed=0)))
+    for layer in layers:
+        _trial_prune(settings["model"], f"layer {layer!r}", None, criterion,
+                     granularity=granularity, scope={layer: max(sparsities)})
+    grid = [dict(seed=seed, layer=layer, sparsity=sp) for seed in seeds for layer in layers
+            for sp in sparsities]
+    return runner.run(SENSITIVITY, settings, grid, out, progress, jobs, cluster, dry_run)
+
+
+def _sensitivity_job(seed, layer, sparsity, *, model, dataset, epochs, criterion, granularity,
+                     progress=False):
+    train_data, test = _data(dataset)
+    m = _baseline_of(model, dataset, seed, epochs, progress)
+    dense_accuracy = train.evaluate(m, test).accuracy
+    prune.prune(m, scope={layer: sparsity}, criterion=criterion, granularity=granularity,
+                **_criterion_inputs(criterion, train_data, seed))
+    return [dict(accuracy=train.evaluate(m, test).accuracy, baseline=dense_accuracy)]
+
+
+def scan_of(rows) -> dict:
+    """Sensitivity rows as `prune.sensitivity_scan` returns a scan, averaged over seeds."""
+    accuracies = {}
+    for r in rows:
+        accuracies.setdefault(r["layer"], {}).setdefault(r["sparsity"], []).append(r["accuracy"])
+    sparsities = sorted({r["sparsity"] for r in rows})
+    return {"baseline": float(np.mean([r["baseline"] for r in rows])), "sparsities": sparsities,
+            "layers": {layer: [float(np.mean(by[s])) for s in sparsities]
+                       for layer, by in accuracies.items()}}
+
+
+def _sensitivity_figure(rows, out, settings):
     from . import plots
-    train_data, test = load_data(dataset)
-    dense = baseline(model, dataset, seeds[0], epochs, train_data, progress)
-    scan = prune.sensitivity_scan(dense, test, sparsities, progress=progress,
-                                  criterion=criterion, granularity=granularity)
-    results = ResultsFile(Path(out) / "results.csv", ("layer", "sparsity", "seed"))
-    for layer, accs in scan["layers"].items():
-        for sp, acc in zip(sparsities, accs):
-            if not results.done(layer=layer, sparsity=sp, seed=seeds[0]):
-                results.add(dict(model=model, layer=layer, sparsity=sp, seed=seeds[0],
-                                 accuracy=acc, baseline=scan["baseline"]))
-    _save_figure(plots.plot_sensitivity(scan).figure, Path(out) / "sensitivity.png")
-    print("suggested per-layer sparsities (≤1 point drop):", prune.sparsities_from_scan(scan))
-    return results.rows
+    _save_figure(plots.plot_sensitivity(scan_of(rows)).figure, out / "sensitivity.png")
 
 
-# --- command line ----------------------------------------------------------------------------------
-def _floats(text):
-    return [float(v) for v in str(text).split(",")]
-
-
-def _ints(text):
-    return [int(v) for v in str(text).split(",")]
-
-
-def _names(text):
-    return [v.strip() for v in str(text).split(",") if v.strip()]
-
-
-COMMANDS = {
-    # name: (function, help, {option: (type, default, help)}, columns printed)
-    "sweep": (sweep, "strategies × sparsities × seeds, pruned and fine-tuned (ShrinkBench-style)",
-              {"strategies": (_names, ",".join(STRATEGIES), "comma-separated: "
-                              f"{', '.join(STRATEGIES)} or criterion/scope[/granularity]"),
-               "sparsities": (_floats, "0.5,0.8,0.9,0.95,0.98", "fractions of weights removed"),
-               "compressions": (_floats, None, "compression ratios instead of sparsities "
-                                "(sparsity = 1 - 1/ratio over prunable weights)"),
-               "finetune_epochs": (int, 2, "fine-tuning epochs after pruning (0 = none)"),
-               "exclude": (_names, "", "layer names to leave dense")},
-              ("strategy", "sparsity", "seed", "accuracy_pruned", "accuracy", "compression",
-               "speedup")),
-    "schedules": (compare_schedules, "one-shot vs iterative vs gradual",
-                  {"sparsities": (_floats, "0.9,0.95,0.98", "target sparsities"),
-                   "rounds": (int, 3, "iterative rounds"),
-                   "finetune_epochs": (int, 2, "fine-tuning epochs per round")},
-                  ("schedule", "sparsity", "seed", "accuracy", "measured_sparsity", "compression")),
-    "at-init": (compare_at_init, "pruning at initialisation vs after training",
-                {"sparsities": (_floats, "0.9,0.95,0.98", "target sparsities"),
-                 "criteria": (_names, "snip,grasp,synflow,random", "criteria used at init"),
-                 "finetune_epochs": (int, 2, "fine-tuning epochs for the after-training row")},
-                ("method", "sparsity", "seed", "accuracy", "compression")),
-    "distribution": (distribution, "weight histograms: fine-tuned vs trained from scratch",
-                     {"unstructured_sparsity": (float, 0.9, "global magnitude sparsity"),
-                      "filter_sparsity": (float, 0.5, "layerwise filter sparsity"),
-                      "finetune_epochs": (int, 5, "fine-tuning epochs"),
-                      "threshold": (float, 0.01, "|w| below this counts as near zero")},
-                     ("case", "seed", "accuracy", "measured_sparsity", "near_zero")),
-    "lottery": (lottery_experiment, "winning tickets vs random re-initialisation",
-                {"sparsities": (_floats, "0.5,0.8,0.9,0.95,0.98", "ticket sparsities"),
-                 "keep_per_round": (float, 0.5, "fraction of survivors kept per pruning round"),
-                 "rewind_to": (int, 0, "rewind to this training step (0 = initialisation)")},
-                ("kind", "sparsity", "seed", "rounds", "accuracy")),
-    "sensitivity": (sensitivity, "per-layer sensitivity scan",
-                    {"sparsities": (_floats, "0.25,0.5,0.75,0.9,0.95", "sparsities per layer"),
-                     "criterion": (str, "magnitude", "criterion"),
-                     "granularity": (str, "unstructured", "granularity")},
-                    ("layer", "sparsity", "accuracy", "baseline")),
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minprune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p, model, epochs, out):
-        p.add_argument("--config", help="TOML or JSON file of options (keys = option names)")
-        p.add_argument("--model", default=model, choices=sorted(models.MODELS))
-        p.add_argument("--dataset", default="mnist5k", choices=DATASETS,
-                       help="mnist5k is embedded; mnist and fashion are downloaded and cached")
-        p.add_argument("--seeds", type=_ints, default=[0], help="comma-separated seeds, e.g. 0,1,2")
-        p.add_argument("--epochs", type=int, default=epochs, help="baseline training epochs")
-        p.add_argument("--out", default=out, help="output folder for results.csv and figures")
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-    p = sub.add_parser("demo", help="the main job: a quick five-strategy sweep on LeNet-5")
-    common(p, "lenet5", 20, "results/demo")
-    p = sub.add_parser("train", help="train one dense baseline and print its per-epoch table")
-    common(p, "lenet5", 20, "results/train")
-    p.add_argument("--lr", type=float, default=BASELINE_TRAINING["lr"])
-    course_cli.add_parser(sub)
-    for name, (_, help_, options, _) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        common(p, "lenet5" if name in ("distribution", "sensitivity") else "lenet_300_100",
-               10 if name == "lottery" else 20, f"results/{name}")
-        for opt, (type_, default, ohelp) in options.items():
-            p.add_argument("--" + opt.replace("_", "-"), dest=opt, type=type_,
-                           default=type_(default) if default not in (None, "") and type_ is not str
-                           else ([] if default == "" else default), help=ohelp)
-    return parser
-
-
-def _apply_config(parser, argv):
-    """Re-parse with the config file's values as defaults (command-line flags still win)."""
-    args = parser.parse_args(argv)
-    if not getattr(args, "config", None):
-        return args
-    path = Path(args.config)
-    if not path.is_file():
-        parser.error(f"--config: no such file {str(path)!r}")
-    text = path.read_text()
-    try:
-        config = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-        parser.error(f"--config: cannot parse {str(path)!r}: {e}")
-    known = set(vars(args))
-    unknown = sorted(set(config) - known)
-    if unknown:
-        parser.error(f"--config: unknown options {unknown}; valid: {sorted(known - {'command'})}")
-    sub = parser._subparsers._group_actions[0].choices[args.command]
-    sub.set_defaults(**config)
-    return parser.parse_args(argv)
-
-
-def _run_train(args):
-    train_data, test = load_data(args.dataset)
-    model = models.get_model(args.model, seed=args.seeds[0])
-    start = time.perf_counter()
-    history = train.fit(model, train_data, args.epochs, seed=args.seeds[0], val=test,
-                        progress=not args.quiet, **{**BASELINE_TRAINING, "lr": args.lr})
-    train.print_history(history)
-    acc, loss = train.evaluate(model, test)
-    print(f"\n{args.model}: test accuracy {acc:.2%} (loss {loss:.3f}) on {len(test[1])} held-out "
-          f"digits, trained in {time.perf_counter() - start:.1f} s")
-    return 0
-
-
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = _apply_config(parser, argv)
-    if args.command == "course":
-        try:
-            return course_cli.run(args)
-        except ValueError as err:
-            parser.error(str(err))
-    if args.command == "train":
-        return _run_train(args)
-    kwargs = {k: v for k, v in vars(args).items() if k not in ("command", "config", "quiet")}
-    kwargs["progress"] = not args.quiet
-    name = args.command
-    if name == "demo":  # the five baselines on LeNet-5, fine-tuned, two seeds: a few minutes
-        name = "sweep"
-        kwargs.update(strategies=list(STRATEGIES), sparsities=[0.5, 0.8, 0.9, 0.95, 0.98],
-                      finetune_epochs=2, exclude=[], seeds=args.seeds if args.seeds != [0]
-                      else [0, 1])
-    fn, _, _, cols = COMMANDS[name]
-    if name == "sweep" and kwargs.get("compressions"):
-        kwargs["sparsities"] = [round(1 - 1 / c, 6) for c in kwargs.pop("compressions")]
-    kwargs.pop("compressions", None)
-    start = time.perf_counter()
-    rows = fn(**kwargs)
-    print_table(rows, cols)
-    if name == "sweep":
-        print("\nmean accuracy over seeds (min–max):")
-        for s in summarize(rows):
-            print(f"  {s['strategy']:>22}  sparsity {s['sparsity']:<5}  {s['mean']:.4f} "
-                  f"({s['min']:.4f}–{s['max']:.4f}, {s['n']} seeds)")
-    out = Path(kwargs["out"])
-    print(f"\n{len(rows)} rows in {out / 'results.csv'}; figures in {out}/ "
-          f"({time.perf_counter() - start:.0f} s)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+SENSITIVITY = runner.Experiment("sensitivity", _sensitivity_job, axes=("seed", "layer", "sparsity"),
+                                data_fingerprint=data_fingerprint, figure=_sensitivity_figure)

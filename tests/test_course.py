@@ -123,7 +123,7 @@ def test_cells_for_runs_only_what_an_exercise_uses():
 
 
 def test_student_edition_command_writes_every_lesson(tmp_path):
-    from minprune.experiments import main
+    from minprune.cli import main
     assert main(["course", "student", str(tmp_path / "out")]) == 0
     names = sorted(p.name for p in (tmp_path / "out").glob("*.ipynb"))
     assert names == sorted(p.name for p in N.lesson_paths(LESSONS))

@@ -10,9 +10,9 @@ import nbformat
 import pytest
 
 import minprune.exercises as ex
+from minprune.cli import main
 from minprune.course import grade as G
 from minprune.course import notebooks as N
-from minprune.experiments import main
 
 pytestmark = pytest.mark.course
 

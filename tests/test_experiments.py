@@ -5,6 +5,7 @@ import json
 import pytest
 
 import minprune as mp
+from minprune import cli
 from minprune import experiments as E
 
 pytestmark = pytest.mark.schedules
@@ -69,32 +70,22 @@ def test_interrupted_sweep_resumes_without_lost_or_duplicated_rows(tmp_path, mon
     key = lambda r: (r["strategy"], r["sparsity"])  # noqa: E731
     assert sorted(stable(resumed), key=key) == sorted(stable(full), key=key)
     # a third run recomputes nothing
-    monkeypatch.setattr(E.prune, "prune", lambda *a, **k: pytest.fail("re-ran a finished row"))
+    monkeypatch.setattr(E, "_baseline_of", lambda *a, **k: pytest.fail("re-ran a finished row"))
     assert len(E.sweep(out=tmp_path / "resumed", **SMALL)) == 4
 
 
 def test_results_file_is_replaced_atomically(tmp_path, monkeypatch):
-    results = E.ResultsFile(tmp_path / "results.csv", ("a",))
-    results.add({"a": 1, "b": 0.5})
+    E.sweep(out=tmp_path, **{**SMALL, "strategies": ["random"], "sparsities": [0.5]})
+    before = (tmp_path / "results.csv").read_bytes()
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(E.os, "replace", boom)
-    with pytest.raises(OSError):
-        results.add({"a": 2, "b": 0.25})
-    assert read_csv(tmp_path / "results.csv") == [{"a": "1", "b": "0.5"}]
-
-
-def test_results_file_rows_of_this_run(tmp_path):
-    results = E.ResultsFile(tmp_path / "results.csv", ("seed", "sparsity"))
-    for seed in (0, 1):
-        for sp in (0.5, 0.9):
-            results.add({"seed": seed, "sparsity": sp})
-    assert results.where(seed=(1,), sparsity=(0.5, 0.9)) == [{"seed": 1, "sparsity": 0.5},
-                                                            {"seed": 1, "sparsity": 0.9}]
-    assert E.ResultsFile(tmp_path / "results.csv", ("seed",)).where(sparsity=(0.9,)) == [
-        {"seed": 0, "sparsity": 0.9}, {"seed": 1, "sparsity": 0.9}]  # also after reading the csv
+    monkeypatch.setattr("minprune.files.os.replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        E.sweep(out=tmp_path, **{**SMALL, "strategies": ["random"], "sparsities": [0.5, 0.9]})
+    assert (tmp_path / "results.csv").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if "results" in p.name) == ["results.csv"]
 
 
 def test_parse_strategy():
@@ -107,14 +98,14 @@ def test_parse_strategy():
 
 def test_cli_help_and_commands(capsys):
     with pytest.raises(SystemExit) as e:
-        E.main(["--help"])
+        cli.main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
     for command in ("demo", "sweep", "schedules", "at-init", "distribution", "lottery",
                     "sensitivity"):
         assert command in out
     with pytest.raises(SystemExit):
-        E.main(["sweep", "--help"])
+        cli.main(["sweep", "--help"])
     out = capsys.readouterr().out
     for option in ("--model", "--dataset", "--seeds", "--epochs", "--out", "--config"):
         assert option in out
@@ -125,7 +116,7 @@ def test_cli_sweep_reads_toml_and_json_config(tmp_path, capsys):
     toml.write_text('model = "lenet_300_100"\nepochs = 1\nsparsities = [0.5]\n'
                     'strategies = ["global_magnitude"]\nfinetune_epochs = 0\n'
                     f'out = "{(tmp_path / "t").as_posix()}"\n')
-    assert E.main(["sweep", "--config", str(toml), "--quiet"]) == 0
+    assert cli.main(["sweep", "--config", str(toml), "--quiet"]) == 0
     rows = read_csv(tmp_path / "t" / "results.csv")
     assert len(rows) == 1 and rows[0]["strategy"] == "global_magnitude"
     # command-line flags beat the config
@@ -133,7 +124,7 @@ def test_cli_sweep_reads_toml_and_json_config(tmp_path, capsys):
                                  "strategies": ["random"], "finetune_epochs": 0}))
     js = tmp_path / "c.json"
     js.write_text(json.dumps(cfg))
-    assert E.main(["sweep", "--config", str(js), "--quiet", "--sparsities", "0.8",
+    assert cli.main(["sweep", "--config", str(js), "--quiet", "--sparsities", "0.8",
                    "--out", str(tmp_path / "j")]) == 0
     rows = read_csv(tmp_path / "j" / "results.csv")
     assert [r["sparsity"] for r in rows] == ["0.8"]
@@ -144,7 +135,7 @@ def test_cli_rejects_unknown_config_keys(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"learning_rate_typo": 1}))
     with pytest.raises(SystemExit):
-        E.main(["sweep", "--config", str(bad)])
+        cli.main(["sweep", "--config", str(bad)])
 
 
 def test_load_data_rejects_unknown_dataset():
