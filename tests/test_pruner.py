@@ -56,7 +56,8 @@ def batch(n=32, seed=0):
      ["normalize", "ignored", "layerwise"]),
     ({"scope": {"0": 0.5}, "normalize": False}, ValueError, ["normalize", "ignored"]),
     ({"sparsity": 0.5, "normalize": "yes"}, TypeError, ["normalize"]),
-    ({"granularity": "1:2", "scope": {"0": 0.5}}, ValueError, ["scope", "1:2", "exclude"]),
+    ({"granularity": "1:2", "scope": {"0": 0.7}}, ValueError, ["scope['0']", "1:2", "0.5", "0.7"]),
+    ({"sparsity": 0.5, "granularity": "1:2", "normalize": True}, ValueError, ["normalize", "ignored"]),
     ({"sparsity": 0.5, "scope": ["0"]}, ValueError, ["scope", "['0']"]),
     ({"sparsity": 0.5, "exclude": 4}, TypeError, ["exclude", "4"]),
     ({"sparsity": 0.5, "criterion": "random", "seed": -1}, ValueError, ["seed", "-1"]),
@@ -264,3 +265,11 @@ def test_activation_density_measures_nonzero_fraction():
     mp.prune.prune(model, 0.5, target="activations", scope="layerwise", batch=(x, y))
     after = mp.prune.activation_density(model, x)
     assert after["0"] <= 0.5 and after["0"] < density["0"]
+
+
+def test_nm_with_a_dict_scope_prunes_only_the_named_layers():
+    model = mlp()
+    mp.prune.prune(model, granularity="1:2", scope={"0": 0.5})
+    masks = mp.prune.get_masks(model)
+    assert masks["2"].all() and masks["4"].all()
+    assert (masks["0"].reshape(-1, 2).sum(axis=1) == 1).all()  # one of every two kept

@@ -131,10 +131,15 @@ def prune(model, sparsity=None, criterion=None, granularity=None, scope="global"
         if sparsity is not None and not np.isclose(S.check_sparsity(sparsity), implied):
             raise ValueError(f"sparsity: {granularity!r} keeps {gran.n} of every {gran.m} weights, "
                              f"i.e. sparsity {implied:g}; pass that or None, got {sparsity}")
-        if scope not in S.SCOPES or normalize is not None:
-            raise ValueError(f"scope/normalize: {granularity!r} fixes every layer's sparsity at "
-                             f"{implied:g}, so scope={scope!r} and normalize={normalize!r} would be "
-                             "ignored; choose layers with exclude=")
+        if isinstance(scope, dict):  # a per-layer dict only chooses layers here
+            layers, scope = _scope_layers(scope, sparsity, layers)
+            for n, s in scope.items():
+                if not np.isclose(s, implied):
+                    raise ValueError(f"scope[{n!r}]: {granularity!r} keeps {gran.n} of every "
+                                     f"{gran.m} weights, i.e. sparsity {implied:g}; got {s}")
+        if normalize is not None:
+            raise ValueError(f"normalize: {normalize!r} would be ignored: {granularity!r} fixes "
+                             f"every layer's sparsity at {implied:g}, so nothing is ranked globally")
     else:
         layers, scope = _scope_layers(scope, sparsity, layers)
         _check_normalize(normalize, scope)
