@@ -14,9 +14,9 @@ Every experiment takes --model, --dataset, --seeds, --epochs, --out, --jobs N (p
 machine), --cluster ADDRESS (a Dask scheduler; `pip install 'minprune[cluster]'`), --quiet and
 --config FILE (a TOML or JSON table whose keys are the command's option names, e.g.
 `sparsities = [0.5, 0.9]`; flags on the command line win). Every option is checked before any
-work starts. Each writes `<out>/results.csv` (one row per job, with the run's configuration: an
-interrupted run resumes where it stopped, a run of another configuration is refused), PNG
-figures, and prints a table.
+work starts (--dry-run: only that, and the jobs it would run are listed). Each writes
+`<out>/results.csv` (one row per job, with the run's configuration: an interrupted run resumes
+where it stopped, a run of another configuration is refused), PNG figures, and prints a table.
 """
 from __future__ import annotations
 
@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
             shown = "" if default in (None, ()) else f" (default: {_shown(default)})"
             p.add_argument("--" + name.replace("_", "-"), dest=name, type=type_, help=ohelp + shown)
         p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines")
+        p.add_argument("--dry-run", action="store_true",
+                       help="check every option, the output folder and its results.csv, list "
+                       "what would run, and stop")
     course_cli.add_parser(sub)
     return parser
 
@@ -225,13 +228,20 @@ def main(argv=None) -> int:
             return course_cli.run(args)
         except ValueError as err:
             parser.error(str(err))
-    given = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    given = {k: v for k, v in vars(args).items() if k not in ("command", "config", "dry_run")}
     try:
         options = options_for(args.command, given, getattr(args, "config", None))
         run = _train if args.command == "train" else COMMANDS[args.command].run
-        run(**options, dry_run=True)  # every argument checked before any work
+        todo = run(**options, dry_run=True)  # every argument checked before any work
     except (ValueError, TypeError, ImportError) as err:
         parser.exit(2, f"minprune {args.command}: error: {err}\n")
+    if getattr(args, "dry_run", False):
+        if args.command != "train":
+            print(f"{len(todo)} jobs to run:")
+            for point in todo:
+                print("  " + ", ".join(f"{k}={v}" for k, v in point.items()))
+        print("every option checked; nothing run (--dry-run)")
+        return 0
     if args.command == "train":
         return run(**options)
     start = time.perf_counter()

@@ -7,10 +7,11 @@
     lottery_experiment  winning tickets vs random re-initialisation across sparsities
     sensitivity         per-layer sensitivity scan
 
-Each function checks every argument first (a `ValueError`/`TypeError` naming it), then hands its
-grid to `runner.run`, which writes `<out>/results.csv` (one row per job, each carrying the run's
-configuration; an interrupted run resumes where it stopped), runs the jobs here, in `jobs` local
-processes or on a Dask `cluster`, and draws the figure. `minprune.cli` is the command line.
+Each function checks every argument first (a `ValueError`/`TypeError` naming it; `dry_run=True`
+stops there and returns the jobs still to run), then hands its grid to `runner.run`, which writes
+`<out>/results.csv` (one row per job, each carrying the run's configuration; an interrupted run
+resumes where it stopped), runs the jobs here, in `jobs` local processes or on a Dask `cluster`,
+and draws the figure. `minprune.cli` is the command line.
 """
 from __future__ import annotations
 
@@ -158,7 +159,7 @@ def _load_checked(path: Path):
     else:
         try:
             model = nn.load(path)
-        except ValueError as err:
+        except (ValueError, OSError) as err:
             problem = f"cannot be loaded ({err})"
         else:
             bad = _nonfinite(model)
@@ -250,8 +251,12 @@ def _seeds(seeds) -> list[int]:
     return _distinct(seeds, "seeds", checks.integer, minimum=0)
 
 
-def _sparsities(sparsities, name="sparsities") -> list[float]:
-    return _distinct(sparsities, name, checks.number, lo=0, hi=1, hi_open=True)
+def _sparsity(value, name) -> float:
+    return checks.number(value, name, lo=0, hi=1, hi_open=True)  # 1 would prune every weight
+
+
+def _sparsities(sparsities) -> list[float]:
+    return _distinct(sparsities, "sparsities", _sparsity)
 
 
 def _settings(model, dataset, epochs, **more) -> dict:
@@ -283,7 +288,8 @@ def sweep(model="lenet_300_100", dataset="mnist5k", strategies=tuple(STRATEGIES)
           exclude=(), out="results/sweep", progress=True, jobs=1, cluster=None, dry_run=False):
     """Every strategy × sparsity × seed: prune the cached baseline, evaluate, fine-tune for
     `finetune_epochs`, evaluate again. `exclude` names layers left dense. Returns the rows (also
-    in `<out>/results.csv`); `dry_run=True` only checks the arguments and returns the jobs."""
+    in `<out>/results.csv`); `dry_run=True` only checks the arguments and returns the jobs
+    still to run."""
     exclude = [] if exclude in ([], ()) else _distinct(exclude, "exclude", _text)
     settings = _settings(model, dataset, epochs,
                          finetune_epochs=checks.integer(finetune_epochs, "finetune_epochs", 0),
@@ -438,10 +444,14 @@ def _at_init_job(seed, sparsity, method, *, model, dataset, epochs, finetune_epo
     return [dict(**_measure(m, test), seconds=time.perf_counter() - start)]
 
 
-AT_INIT = runner.Experiment(
-    "at_init", _at_init_job, axes=("seed", "sparsity", "method"), data_fingerprint=data_fingerprint,
-    figure=lambda rows, out, s: _curve_figure(rows, "method", out, "at_init.png",
-                                              f"{s['model']}: pruning before training vs after"))
+def _at_init_figure(rows, out, settings):
+    _curve_figure(rows, "method", out, "at_init.png",
+                  f"{settings['model']}: pruning before training vs after")
+
+
+# the figures are named functions, not lambdas: `jobs=N` pickles the experiment for its workers
+AT_INIT = runner.Experiment("at_init", _at_init_job, axes=("seed", "sparsity", "method"),
+                            data_fingerprint=data_fingerprint, figure=_at_init_figure)
 
 
 # --- weight distributions: fine-tuned vs trained from scratch ----------------------------------
@@ -463,9 +473,9 @@ def distribution(model="lenet5", dataset="mnist5k", seeds=(0,), epochs=20, finet
     scratch for `epochs`. Also the fraction of surviving weights with |w| < threshold."""
     settings = _settings(model, dataset, epochs,
                          finetune_epochs=checks.integer(finetune_epochs, "finetune_epochs", 0),
-                         unstructured_sparsity=_sparsities([unstructured_sparsity],
-                                                           "unstructured_sparsity")[0],
-                         filter_sparsity=_sparsities([filter_sparsity], "filter_sparsity")[0],
+                         unstructured_sparsity=_sparsity(unstructured_sparsity,
+                                                         "unstructured_sparsity"),
+                         filter_sparsity=_sparsity(filter_sparsity, "filter_sparsity"),
                          threshold=checks.number(threshold, "threshold", lo=0, lo_open=True))
     _trial_prune(settings["model"], "filter_sparsity", settings["filter_sparsity"], "magnitude",
                  granularity="filter", scope="layerwise", exclude=_last_layer(settings["model"]))
@@ -552,11 +562,14 @@ def _lottery_job(seed, sparsity, *, model, dataset, epochs, keep_per_round, rewi
                  measured_sparsity=h["sparsity"]) for h in history[-2:]]
 
 
-LOTTERY = runner.Experiment(
-    "lottery", _lottery_job, axes=("seed", "sparsity"), each=("kind", ("ticket", "reinit")),
-    data_fingerprint=data_fingerprint,
-    figure=lambda rows, out, s: _curve_figure(rows, "kind", out, "lottery.png", f"{s['model']}: "
-                                              "winning ticket vs random re-initialisation"))
+def _lottery_figure(rows, out, settings):
+    _curve_figure(rows, "kind", out, "lottery.png",
+                  f"{settings['model']}: winning ticket vs random re-initialisation")
+
+
+LOTTERY = runner.Experiment("lottery", _lottery_job, axes=("seed", "sparsity"),
+                            each=("kind", ("ticket", "reinit")), data_fingerprint=data_fingerprint,
+                            figure=_lottery_figure)
 
 
 # --- sensitivity -------------------------------------------------------------------------------

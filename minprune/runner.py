@@ -30,6 +30,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,31 +79,39 @@ def run(experiment: Experiment, settings: dict, grid: list[dict], out, progress=
     """Run every grid point not in `<out>/results.csv` yet, draw the figure, and return this
     grid's rows in grid order (as read back from the file). `settings` are the checked arguments
     that identify the run; each job gets them as keyword arguments, with its point.
-    `dry_run=True` checks the arguments and returns the grid without running anything."""
+    `dry_run=True` runs nothing: it checks the output folder and any results.csv in it (refusing
+    one of another configuration) and returns the grid points that would run."""
     out, jobs, cluster = check_execution(out, jobs, cluster)
     progress = checks.boolean(progress, "progress")
+    identity = {**settings, "experiment": experiment.name, **_fingerprints(experiment, settings)}
     if dry_run:
-        return grid
-    out.mkdir(parents=True, exist_ok=True)
-    with _locked(out):
-        identity = {**settings, "experiment": experiment.name, **_fingerprints(experiment, settings)}
         results = ResultsFile(out / "results.csv", experiment, identity, grid)
+        return [p for p in grid if not results.done(p)]
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):  # read only once we hold the folder: no other run changes it from here on
+        for tmp in out.rglob(".*.tmp"):  # an atomic write's temporary left by a killed run
+            tmp.unlink()
+        results = ResultsFile(out / "results.csv", experiment, identity, grid)
+        for line in results.damaged:
+            _say(f"{results.path}: line {line} is damaged (cut short or missing fields); "
+                 "its job runs again")
         todo = [p for p in grid if not results.done(p)]
         bar = Progress(experiment.name, len(grid), len(grid) - len(todo), progress)
+        # a bar per training run only where someone watches it and only one job runs at a time
+        show = progress and cluster is None and jobs == 1 and interactive()
         try:
-            in_process = cluster is None and jobs == 1
-            show = progress and in_process and interactive()
-            for point, (rows, files, fingerprints) in _execute(experiment, settings, todo, jobs,
-                                                                cluster, show):
-                for k, v in fingerprints.items():
-                    if v != identity[k]:
-                        raise Refused(f"cluster: a worker computed with other {k} ({k} "
-                                      f"fingerprint {v!r} there, {identity[k]!r} here); give "
-                                      "every worker the same minprune and data")
-                for name, data in files.items():
-                    atomic_write(out / name, data)
-                results.add(point, rows)
-                bar.update()
+            finished = _execute(experiment, settings, todo, jobs, cluster, show)
+            with contextlib.closing(finished):  # on an error: stop the workers now, not at GC
+                for point, (rows, files, fingerprints) in finished:
+                    for k, v in fingerprints.items():
+                        if v != identity[k]:
+                            raise Refused(f"cluster: a worker computed with other {k} ({k} "
+                                          f"fingerprint {v!r} there, {identity[k]!r} here); "
+                                          "give every worker the same minprune and data")
+                    for name, data in files.items():
+                        atomic_write(out / name, data)
+                    results.add(point, rows)
+                    bar.update()
         finally:
             bar.close()
         rows = results.rows()
@@ -119,6 +128,8 @@ def check_execution(out, jobs, cluster):
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {str(out)!r} exists and is not a folder")
+    if (out / "results.csv").exists() and not (out / "results.csv").is_file():
+        raise ValueError(f"out: {str(out / 'results.csv')!r} exists and is not a file")
     existing = out.absolute()
     while not existing.exists():
         existing = existing.parent
@@ -142,12 +153,11 @@ def check_execution(out, jobs, cluster):
 
 
 # --- identity ----------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """A hash of the minprune source that computes results (and of NumPy's version): rows made by
-    other code are not reused. The course, the exercises, the plots and the command line do not
-    change a number, so they are left out."""
-    root = Path(__file__).parent
+@functools.lru_cache(maxsize=2)
+def code_fingerprint(root: Path = Path(__file__).parent) -> str:
+    """A hash of the minprune source under `root` that computes results (and of NumPy's version):
+    rows made by other code are not reused. The course, the exercises, the plots and the command
+    line do not change a number, so they are left out."""
     h = hashlib.sha256(np.__version__.encode())
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root)
@@ -162,6 +172,7 @@ def _fingerprints(experiment, settings) -> dict:
 
 
 # --- results.csv -------------------------------------------------------------------------------
+_TEXT = ("experiment", "code", "data")  # columns never read as numbers
 _NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|-?inf|nan")
 
 
@@ -184,14 +195,15 @@ def parse(text: str):
 class ResultsFile:
     """`<out>/results.csv` of one run: its rows, as strings, in grid order.
 
-    Rows that do not match the run's `identity` make the constructor raise `Refused`; damaged
-    rows (a line cut short, missing fields) are reported on stderr and left out, so their jobs run
-    again and the next write drops them."""
+    Rows that do not match the run's `identity` make the constructor raise `Refused`. Damaged
+    rows (a line cut short, missing fields) are left out, their line numbers in `damaged`: their
+    jobs run again and the next write drops them."""
 
     def __init__(self, path, experiment: Experiment, identity: dict, grid: list[dict]):
         self.path, self.experiment = Path(path), experiment
         self.identity = {k: cell(v) for k, v in identity.items()}
         self.order = {self._point_key(p): i for i, p in enumerate(grid)}
+        self.damaged = []
         self.fields, self.table = self._read()
         self._check_identity()
 
@@ -216,18 +228,18 @@ class ResultsFile:
             raise Refused(f"out: {str(self.path)!r} is not a results table (not text); move it "
                           "away or choose another folder") from None
         records = list(csv.reader(io.StringIO(text, newline="")))
+        # every write ends with a newline: a last line without one was cut short, even when the
+        # cut left it with the right number of fields
         complete = len(records) if text.endswith("\n") else len(records) - 1
-        if not records or complete < 1:
-            if text:
-                _say(f"{self.path}: the header line is cut short; the file is started again")
+        if complete < 1:  # empty, or the header itself cut short: nothing to keep
+            self.damaged += range(1, len(records) + 1)
             return [], []
         fields, table = records[0], []
         for line, record in enumerate(records[1:], start=2):
             if line > complete or len(record) != len(fields):
-                _say(f"{self.path}: line {line} is damaged (cut short or missing fields); "
-                     "its job runs again")
-                continue
-            table.append(dict(zip(fields, record)))
+                self.damaged.append(line)
+            else:
+                table.append(dict(zip(fields, record)))
         return fields, table
 
     def _check_identity(self):
@@ -237,8 +249,9 @@ class ResultsFile:
             if diff:
                 what = ", ".join(f"{k} {old!r} there, {new!r} now" for k, (old, new) in
                                  list(diff.items())[:4])
-                why = (" (the code fingerprint changes with minprune's source, the data one with "
-                       "the data set and fast mode)" if {"code", "data"} & set(diff) else "")
+                why = (" (the code fingerprint changes with minprune's source, the data "
+                       "fingerprint with the data set and fast mode)"
+                       if {"code", "data"} & set(diff) else "")
                 raise Refused(f"out: {str(self.path)!r} holds rows of another configuration: "
                               f"{what}{why}. A run reuses only rows of its own configuration: "
                               "choose another output folder (--out), or move that file away "
@@ -254,9 +267,13 @@ class ResultsFile:
         keys = set(self._keys(point))
         self.table = [r for r in self.table if self._row_key(r) not in keys]
         for r in rows:
+            clash = sorted(set(r) & (set(self.identity) | set(point)))
+            if clash:  # a job's value would silently replace the run's own
+                raise ValueError(f"{self.experiment.name}: the job at {point} returned "
+                                 f"{clash}, which are the run's settings or grid fields")
             full = {**self.identity, **{k: cell(v) for k, v in point.items()},
                     **{k: cell(v) for k, v in r.items()}}
-            for k in ("experiment", "code", "data"):  # last: the least readable columns
+            for k in _TEXT:  # last: the least readable columns
                 full[k] = full.pop(k)
             if self._row_key(full) not in keys:
                 raise ValueError(f"{self.experiment.name}: the job at {point} returned a row "
@@ -272,8 +289,9 @@ class ResultsFile:
         atomic_write(self.path, buf.getvalue())
 
     def rows(self) -> list[dict]:
-        """This grid's rows, parsed, in grid order."""
-        return [{k: parse(v) for k, v in r.items()} for r in self.table
+        """This grid's rows, parsed, in grid order. The fingerprints stay text: a hex digest
+        such as "1234e567..." would otherwise read as a number."""
+        return [{k: v if k in _TEXT else parse(v) for k, v in r.items()} for r in self.table
                 if self._point_key(r) in self.order]
 
 
@@ -329,8 +347,20 @@ def _job(experiment, settings, point, progress=False):
     return rows, files, _fingerprints(experiment, settings)
 
 
+def _exit_with(driver: int):
+    """In a `jobs=N` worker: end this process when the driver is gone. A driver killed with
+    SIGKILL cannot stop its workers, which would otherwise wait for jobs forever."""
+    def watch():
+        while os.getppid() == driver:
+            time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _execute(experiment, settings, points, jobs, cluster, show):
     """Yield (point, job result) as the jobs finish: here, in local processes or on Dask."""
+    if not points:
+        return
     if cluster is None and jobs == 1:
         for p in points:
             yield p, _job(experiment, settings, p, show)
@@ -338,7 +368,9 @@ def _execute(experiment, settings, points, jobs, cluster, show):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
         # spawn: a fresh interpreter per worker (forking a process that runs BLAS threads can hang)
-        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+        spawn = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(min(jobs, len(points)), mp_context=spawn,
+                                   initializer=_exit_with, initargs=(os.getpid(),))
         try:
             futures = {pool.submit(_job, experiment, settings, p): i for i, p in enumerate(points)}
             for future in as_completed(futures):
@@ -350,14 +382,17 @@ def _execute(experiment, settings, points, jobs, cluster, show):
         with Client(cluster, set_as_default=False) as client:
             futures = [client.submit(_job, experiment, settings, p, pure=False) for p in points]
             index = {f.key: i for i, f in enumerate(futures)}
-            for future in as_completed(futures, loop=client.loop):
+            for future in as_completed(futures, loop=client.loop):  # this client's
                 yield points[index[future.key]], future.result()
 
 
 # --- progress ----------------------------------------------------------------------------------
 def interactive() -> bool:
     """Someone watches the output: a terminal, or a notebook (where tqdm draws a widget)."""
-    return sys.stderr.isatty() or "ipykernel" in sys.modules
+    if sys.stderr.isatty():
+        return True
+    ipython = sys.modules.get("IPython")  # imported by every notebook kernel
+    return ipython is not None and type(ipython.get_ipython()).__name__ == "ZMQInteractiveShell"
 
 
 def _say(message: str):

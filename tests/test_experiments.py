@@ -1,7 +1,12 @@
-"""The sweep and the command line: determinism, resume without lost or duplicated rows, configs."""
+"""The experiments: determinism, resume without lost or duplicated rows, checked arguments, the
+checked baseline cache. (The runner: tests/test_runner.py; the command line: tests/test_cli.py.)"""
 import csv
+import hashlib
+import inspect
 import json
+import pickle
 
+import numpy as np
 import pytest
 
 import minprune as mp
@@ -96,21 +101,6 @@ def test_parse_strategy():
         E.parse_strategy("nonsense")
 
 
-def test_cli_help_and_commands(capsys):
-    with pytest.raises(SystemExit) as e:
-        cli.main(["--help"])
-    assert e.value.code == 0
-    out = capsys.readouterr().out
-    for command in ("demo", "sweep", "schedules", "at-init", "distribution", "lottery",
-                    "sensitivity"):
-        assert command in out
-    with pytest.raises(SystemExit):
-        cli.main(["sweep", "--help"])
-    out = capsys.readouterr().out
-    for option in ("--model", "--dataset", "--seeds", "--epochs", "--out", "--config"):
-        assert option in out
-
-
 def test_cli_sweep_reads_toml_and_json_config(tmp_path, capsys):
     toml = tmp_path / "c.toml"
     toml.write_text('model = "lenet_300_100"\nepochs = 1\nsparsities = [0.5]\n'
@@ -129,13 +119,6 @@ def test_cli_sweep_reads_toml_and_json_config(tmp_path, capsys):
     rows = read_csv(tmp_path / "j" / "results.csv")
     assert [r["sparsity"] for r in rows] == ["0.8"]
     assert "results.csv" in capsys.readouterr().out
-
-
-def test_cli_rejects_unknown_config_keys(tmp_path):
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"learning_rate_typo": 1}))
-    with pytest.raises(SystemExit):
-        cli.main(["sweep", "--config", str(bad)])
 
 
 def test_load_data_rejects_unknown_dataset():
@@ -168,3 +151,93 @@ def test_each_experiment_writes_rows_and_its_figure(tmp_path, fn, kwargs, figure
     assert rows and all("accuracy" in r for r in rows)
     assert len(read_csv(tmp_path / "results.csv")) == len(rows)
     assert (tmp_path / figure).stat().st_size > 1000
+
+
+# --- defect 11: no keyword swallowed, NumPy scalars are numbers ----------------------------------
+EXPERIMENT_FUNCTIONS = (E.sweep, E.compare_schedules, E.compare_at_init, E.distribution,
+                        E.lottery_experiment, E.sensitivity)
+EXPERIMENTS = (E.SWEEP, E.SCHEDULES_EXPERIMENT, E.AT_INIT, E.DISTRIBUTION, E.LOTTERY, E.SENSITIVITY)
+
+
+@pytest.mark.parametrize("fn", EXPERIMENT_FUNCTIONS, ids=lambda f: f.__name__)
+def test_a_misspelt_keyword_is_an_error_not_the_defaults(fn, tmp_path, monkeypatch):
+    monkeypatch.setattr(E.train, "fit", lambda *a, **k: pytest.fail("ran with a misspelt keyword"))
+    with pytest.raises(TypeError, match="sparsitys"):
+        fn(sparsitys=[0.5], out=tmp_path)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS, ids=lambda e: e.name)
+def test_no_experiment_or_job_takes_arbitrary_keywords(experiment):
+    for f in (experiment.job, *EXPERIMENT_FUNCTIONS):
+        kinds = {p.kind for p in inspect.signature(f).parameters.values()}
+        assert inspect.Parameter.VAR_KEYWORD not in kinds, f"{f.__name__} swallows keywords"
+    with pytest.raises(TypeError, match="sparsitys"):
+        experiment.job(seed=0, sparsitys=0.5)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS, ids=lambda e: e.name)
+def test_every_experiment_can_be_sent_to_a_worker_process(experiment):
+    """--jobs N pickles the experiment (its job and its figure): no lambdas."""
+    assert pickle.loads(pickle.dumps(experiment)) == experiment
+
+
+def test_numpy_scalars_are_numbers_and_give_the_same_rows(tmp_path):
+    plain = E.sweep(out=tmp_path / "plain", **SMALL)
+    numpy = E.sweep(out=tmp_path / "numpy", **{
+        **SMALL, "sparsities": [np.float32(0.5), np.float64(0.9)], "seeds": [np.int64(0)],
+        "epochs": np.int64(1), "finetune_epochs": np.int32(1)})
+    assert stable(numpy) == stable(plain)
+    assert read_csv(tmp_path / "numpy" / "results.csv")[0]["sparsity"] == "0.5"
+
+
+@pytest.mark.parametrize("fn, kwargs", [
+    (E.compare_schedules, dict(sparsities=[np.float32(0.5)], rounds=np.int64(2),
+                               finetune_epochs=np.int8(1))),
+    (E.compare_at_init, dict(sparsities=[np.float64(0.5)], finetune_epochs=np.uint8(0))),
+    (E.distribution, dict(unstructured_sparsity=np.float32(0.5), filter_sparsity=np.float16(0.5),
+                          threshold=np.float64(0.01), finetune_epochs=np.int64(1))),
+    (E.lottery_experiment, dict(keep_per_round=np.float32(0.5), rewind_to=np.int64(3),
+                                sparsities=[np.float32(0.5)])),
+    (E.sensitivity, dict(sparsities=[np.float32(0.5)])),
+])
+def test_numpy_scalars_are_accepted_by_every_experiment(fn, kwargs, tmp_path):
+    todo = fn(model="lenet_300_100", seeds=[np.int64(0)], epochs=np.int64(1), out=tmp_path,
+              dry_run=True, **kwargs)
+    assert todo and all(type(v) in (int, float, str) for p in todo for v in p.values())
+
+
+# --- defect 6: a damaged baseline cache is reported and trained again ----------------------------
+def _corrupt(path, how):
+    data = path.read_bytes()
+    checksum = path.with_suffix(".sha256")
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "bit-flipped":
+        i = len(data) // 2
+        path.write_bytes(data[:i] + bytes([data[i] ^ 0x10]) + data[i + 1:])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "no-checksum":
+        checksum.unlink()
+    elif how == "nan-weights":  # a consistent file and checksum, but NaN inside
+        model = mp.load(path)
+        model.classifier[1].weight.data[0, 0] = np.nan
+        mp.save(model, path)
+        checksum.write_text(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped", "empty", "no-checksum", "nan-weights"])
+def test_a_damaged_baseline_is_named_and_trained_again(how, capsys):
+    train, _ = E.load_data("mnist5k")
+    first = E.baseline("lenet_300_100", "mnist5k", 0, 1, train)
+    (path,) = E.cache_dir("baselines").glob("*.npz")
+    _corrupt(path, how)
+    capsys.readouterr()
+    again = E.baseline("lenet_300_100", "mnist5k", 0, 1, train)
+    err = capsys.readouterr().err
+    assert f"baseline cache: {path} " in err and "training it again" in err
+    for name, value in first.state_dict().items():  # retrained: the same weights as at first
+        np.testing.assert_array_equal(again.state_dict()[name], value, err_msg=name)
+    capsys.readouterr()
+    E.baseline("lenet_300_100", "mnist5k", 0, 1, train)  # repaired: loaded without a word
+    assert capsys.readouterr().err == ""
