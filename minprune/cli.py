@@ -32,6 +32,7 @@ from pathlib import Path
 from . import checks, models, nn, runner, train
 from . import experiments as E
 from .course import cli as course_cli
+from .progress import watched
 
 
 def _list(convert, what):
@@ -284,7 +285,7 @@ def _train(model="lenet5", dataset="mnist5k", seeds=(0,), epochs=20, lr=E.BASELI
     net = models.get_model(model, seed=seeds[0])
     start = time.perf_counter()
     history = train.fit(net, train_data, epochs, seed=seeds[0], val=test,
-                        progress=progress and runner.interactive(),
+                        progress=progress and watched(),
                         **{**E.BASELINE_TRAINING, "lr": lr})
     train.print_history(history)
     acc, loss = train.evaluate(net, test)

@@ -40,6 +40,7 @@ import numpy as np
 
 from . import checks
 from .files import atomic_write
+from .progress import watched
 
 
 class Refused(ValueError):
@@ -98,7 +99,7 @@ def run(experiment: Experiment, settings: dict, grid: list[dict], out, progress=
         todo = [p for p in grid if not results.done(p)]
         bar = Progress(experiment.name, len(grid), len(grid) - len(todo), progress)
         # a bar per training run only where someone watches it and only one job runs at a time
-        show = progress and cluster is None and jobs == 1 and interactive()
+        show = progress and cluster is None and jobs == 1 and watched()
         try:
             finished = _execute(experiment, settings, todo, jobs, cluster, show)
             with contextlib.closing(finished):  # on an error: stop the workers now, not at GC
@@ -387,14 +388,6 @@ def _execute(experiment, settings, points, jobs, cluster, show):
 
 
 # --- progress ----------------------------------------------------------------------------------
-def interactive() -> bool:
-    """Someone watches the output: a terminal, or a notebook (where tqdm draws a widget)."""
-    if sys.stderr.isatty():
-        return True
-    ipython = sys.modules.get("IPython")  # imported by every notebook kernel
-    return ipython is not None and type(ipython.get_ipython()).__name__ == "ZMQInteractiveShell"
-
-
 def _say(message: str):
     print(message, file=sys.stderr, flush=True)
 
@@ -406,7 +399,7 @@ class Progress:
     def __init__(self, desc: str, total: int, done: int, enabled: bool):
         self.desc, self.total, self.done, self.enabled = desc, total, done, enabled
         self.start, self.bar = time.perf_counter(), None
-        if enabled and interactive():
+        if enabled and watched():
             from tqdm.auto import tqdm
             self.bar = tqdm(total=total, initial=done, desc=desc)
         elif enabled:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import checks
+from . import progress as _progress
 from .autograd import no_grad
 from .data import DataLoader, random_shift
 from .nn import functional as fn
@@ -154,7 +154,7 @@ def fit(model, train, epochs: int = 1, optimizer="sgd", lr: float | None = None,
     state = TrainState(model, opt, total_steps=total)
     model.train()
     _call(callbacks, "on_train_begin", state)
-    bar = tqdm(total=total, desc=desc, disable=not progress, leave=False)
+    bar = _progress.bar(total, desc, progress)
     try:
         for epoch in range(epochs):
             state.epoch, start, losses, correct = epoch, time.perf_counter(), [], 0

@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 import minprune
+import minprune.progress
 from minprune import experiments as E
 from minprune import runner
+from minprune.progress import watched
 
 pytestmark = pytest.mark.schedules
 
@@ -330,7 +332,7 @@ def test_results_and_baselines_keep_the_umask_mode(tmp_path, umask_022):
 
 # --- progress where it is written -----------------------------------------------------------------
 def test_a_log_file_gets_a_few_summary_lines(tmp_path, monkeypatch, capsys):
-    assert not runner.interactive()  # capsys: stderr is not a terminal, as in `make demo > log`
+    assert not watched()  # capsys: stderr is not a terminal, as in `make demo > log`
     progress = []
     real_fit = E.train.fit
 
@@ -381,3 +383,17 @@ def test_a_dask_cluster_gives_the_same_rows_as_one_process(tmp_path):
                       silence_logs=logging.ERROR) as cluster:
         E.sweep(out=tmp_path / "dask", cluster=cluster.scheduler_address, **SMALL)
     assert table(tmp_path / "dask" / "results.csv") == table(tmp_path / "here" / "results.csv")
+
+
+def test_fit_draws_no_bar_into_a_log_file(capsys):
+    """`fit(progress=True)` called directly (as a lesson or a script does) writes nothing per
+    step when stderr is a log file; on a terminal it draws its bar."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((64, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 64))
+    model = minprune.models.lenet_300_100()
+    minprune.train.fit(model, data, epochs=2, batch_size=8, progress=True)
+    assert capsys.readouterr().err == ""
+    bar = minprune.progress.bar(16, "train", enabled=True)
+    assert bar.disable  # the same rule the runner follows
+    bar.close()

@@ -20,9 +20,9 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import checks, nn
+from ..progress import bar as progress_bar
 from ..train import evaluate, fit
 from .masks import prunable_layers
 from .metrics import sparsity as measure_sparsity
@@ -48,8 +48,7 @@ def sensitivity_scan(model, data, sparsities=(0.25, 0.5, 0.75, 0.9, 0.95), progr
     exclude = prune_kwargs.pop("exclude", ())
     layers = list(prunable_layers(model, exclude))
     result = {"baseline": evaluate(model, data).accuracy, "sparsities": sparsities, "layers": {}}
-    bar = tqdm(total=len(layers) * len(sparsities), desc="sensitivity", disable=not progress,
-               leave=False)
+    bar = progress_bar(len(layers) * len(sparsities), "sensitivity", progress)
     for name in layers:
         accs = []
         for s in sparsities:
