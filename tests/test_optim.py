@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minprune import nn, optim
 
@@ -213,3 +215,37 @@ def test_make_optimizer():
     assert isinstance(opt, optim.SGD) and opt.momentum == 0.9
     assert isinstance(optim.make_optimizer("adam", _p(), 0.1), optim.Adam)
     assert optim.make_optimizer(opt, _p(), 0.5) is opt
+
+
+# --- the pruning invariant, for any sequence of steps -------------------------------------------
+_WILD = st.one_of(st.floats(-1e3, 1e3, width=32), st.sampled_from([np.nan, np.inf, -np.inf, 1e30]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(["sgd", "sgd-nesterov", "adam"]), seed=st.integers(0, 2**16),
+       steps=st.lists(st.tuples(_WILD, st.sampled_from([0.01, 1.0, 1e6, np.inf, np.nan]),
+                                st.booleans()), min_size=1, max_size=8))
+def test_no_sequence_of_steps_revives_a_pruned_weight(kind, seed, steps):
+    """Whatever the gradients (NaN, ±inf, huge) and the learning rate a schedule sets (even inf
+    or NaN, which no constructor accepts), and whether the mask arrives before or after steps, a
+    pruned weight is exactly 0 after every step, and so is the optimizer's state there."""
+    rng = np.random.default_rng(seed)
+    p = nn.Parameter(rng.standard_normal((4, 3)).astype(np.float32))
+    opt = {"sgd": lambda: optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01),
+           "sgd-nesterov": lambda: optim.SGD([p], lr=0.1, momentum=0.9, nesterov=True),
+           "adam": lambda: optim.Adam([p], lr=0.01, weight_decay=0.01)}[kind]()
+    mask = rng.random(p.shape) > 0.5
+    for scale, lr, mask_now in steps:
+        if mask_now and p.mask is None:
+            p.set_mask(mask)
+        g = rng.standard_normal(p.shape).astype(np.float32) * np.float32(scale)
+        g.flat[rng.integers(g.size)] = scale  # one entry exactly the wild value
+        p.grad = g
+        opt.lr = lr
+        with np.errstate(all="ignore"):
+            opt.step()
+        if p.mask is not None:
+            assert np.all(p.data[~mask] == 0)
+            for buf in opt.state[0].values():
+                if isinstance(buf, np.ndarray):
+                    assert np.all(buf[~mask] == 0)
