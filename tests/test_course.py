@@ -147,3 +147,29 @@ def test_nbgrader_makes_the_same_student_cells(path):
     stub = re.compile(r'NotImplementedError\("exercise \d\d\.\d+"\)')
     for a, b in zip(theirs.cells, ours.cells):
         assert a.source == stub.sub("NotImplementedError()", b.source)
+
+
+@pytest.fixture(scope="module")
+def lesson_models():
+    """The models a student holds in the lessons' notebooks, built from the seeds and builders the
+    checkers build their own nets from."""
+    import minprune as mp
+    return {f"{build.__name__}(seed={s})": build(seed=s)
+            for build in (mp.models.lenet5, mp.models.lenet_300_100) for s in range(14)}
+
+
+def _fingerprints(models):
+    return {name: {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in m.state_dict().items()}
+            for name, m in models.items()}
+
+
+@pytest.mark.parametrize("exercise", QUICK, ids=lambda e: e.id)
+def test_checkers_do_not_touch_the_lesson_models(exercise, lesson_models, capsys):
+    """A checker prunes, re-initialises and rewinds nets of its own; the student's models must come
+    out bit for bit as they were (a builder or a cache shared with the checker would break this;
+    tests/exercises/test_lesson11.py shows the fingerprint catching exactly that)."""
+    before = _fingerprints(lesson_models)
+    ex.EXERCISES[exercise.id](N.reference_answer(exercise.id, LESSONS))
+    assert "✓ correct" in capsys.readouterr().out
+    changed = [name for name, fp in _fingerprints(lesson_models).items() if fp != before[name]]
+    assert not changed, f"{exercise.id}'s checker changed the lesson's {changed}"

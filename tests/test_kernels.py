@@ -449,6 +449,93 @@ def test_relu_backward_matches_twin(shape, dtype, seed):
     np.testing.assert_array_equal(nb.relu_backward(g, out), g * (out > 0))
 
 
+
+# The twins of the per-channel kernels reach x through the kernels' own helpers (_channels_view,
+# _per_channel, _batchnorm_backward_args), so a bug there would be in both: these tests compare
+# both modules with the formulas written out here on the 2-D or 4-D array itself.
+def _by_channel(v, x):
+    """A (C,) vector shaped to broadcast against x (N, C) or (N, C, H, W)."""
+    return np.asarray(v, np.float64).reshape((1, -1) + (1,) * (x.ndim - 2))
+
+
+def _other_axes(x):
+    return (0,) + tuple(range(2, x.ndim))
+
+
+@BOTH
+@SETTINGS
+@given(case=channel_cases())
+def test_channel_stats_are_the_mean_and_biased_variance_of_each_channel(mod, case):
+    x = case["x"].astype(np.float64)
+    mean = x.mean(axis=_other_axes(x))
+    var = ((x - _by_channel(mean, x)) ** 2).mean(axis=_other_axes(x))
+    got_mean, got_var = mod.channel_stats(case["x"])
+    tol = _tol(case["dtype"]) if case["dtype"] == np.float64 else {"rtol": 1e-5, "atol": 1e-4}
+    for got, want in ((got_mean, mean), (got_var, var)):
+        assert got.dtype == case["dtype"] and got.shape == (x.shape[1],)
+        np.testing.assert_allclose(got, want, **tol)
+
+
+@BOTH
+@SETTINGS
+@given(case=channel_cases())
+def test_batchnorm_forward_is_the_affine_normalisation_per_channel(mod, case):
+    x = case["x"]
+    want = (_by_channel(case["gamma"], x) * (x.astype(np.float64) - _by_channel(case["mean"], x))
+            * _by_channel(case["inv_std"], x) + _by_channel(case["beta"], x))
+    got = mod.batchnorm_forward(x, case["mean"], case["inv_std"], case["gamma"], case["beta"])
+    assert got.dtype == x.dtype and got.shape == x.shape
+    np.testing.assert_allclose(got, want, **(_tol(x.dtype) if x.dtype == np.float64
+                                             else {"rtol": 1e-5, "atol": 1e-4}))
+
+
+def _bn_loss(x, g, gamma, beta, batch_stats, mean, inv_std, eps=1e-5):
+    """Σ g·BN(x), with the batch's own statistics (functions of x) or fixed ones."""
+    axes = _other_axes(x)
+    if batch_stats:
+        mean = x.mean(axis=axes)
+        inv_std = 1 / np.sqrt(((x - _by_channel(mean, x)) ** 2).mean(axis=axes) + eps)
+    y = (_by_channel(gamma, x) * (x - _by_channel(mean, x)) * _by_channel(inv_std, x)
+         + _by_channel(beta, x))
+    return float(np.sum(g * y))
+
+
+@BOTH
+@pytest.mark.parametrize("shape", [(5, 3), (3, 2, 2, 3)])
+@pytest.mark.parametrize("batch_stats", [True, False])
+def test_batchnorm_backward_matches_finite_differences(mod, shape, batch_stats):
+    """dx, dγ and dβ against central differences of Σ g·BN(x): when the statistics are the batch's
+    own, moving x moves them too (the two extra terms of the training-mode formula)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(shape) * 2 + 1
+    g = rng.standard_normal(shape)
+    c = shape[1]
+    gamma, beta = rng.uniform(0.5, 1.5, c), rng.uniform(-1, 1, c)
+    eps = 1e-5
+    if batch_stats:
+        mean = x.mean(axis=_other_axes(x))
+        inv_std = 1 / np.sqrt(((x - _by_channel(mean, x)) ** 2).mean(axis=_other_axes(x)) + eps)
+    else:
+        mean, inv_std = rng.uniform(-1, 1, c), rng.uniform(0.5, 2, c)
+    dx, dgamma, dbeta = mod.batchnorm_backward(g, x, mean, inv_std, gamma, batch_stats)
+
+    def numeric(f, a, h=1e-6):
+        out = np.zeros_like(a)
+        for i in np.ndindex(a.shape):
+            old = a[i]
+            a[i] = old + h
+            up = f()
+            a[i] = old - h
+            out[i] = (up - f()) / (2 * h)
+            a[i] = old
+        return out
+
+    loss = lambda: _bn_loss(x, g, gamma, beta, batch_stats, mean, inv_std, eps)  # noqa: E731
+    np.testing.assert_allclose(dx, numeric(loss, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dgamma, numeric(loss, gamma), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dbeta, numeric(loss, beta), rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------
 # Input handling and argument validation (both modules behave the same)
 # ---------------------------------------------------------------------------

@@ -173,6 +173,10 @@ def test_accuracy_vs_sparsity_one_line_per_strategy():
     assert not ax.collections  # one seed: no band
     xs, ys = ax.lines[0].get_data()
     assert list(xs) == [0.5, 0.8, 0.9] and np.allclose(ys, [0.85, 0.82, 0.81])
+    xs, ys = ax.lines[1].get_data()   # the second strategy's own points, not the first's again
+    assert ax.lines[1].get_label() == "layerwise" and np.allclose(ys, [0.85, 0.82, 0.81])
+    assert ax.lines[2].get_label() == "dense" and set(ax.lines[2].get_data()[1]) == {0.99}
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("sparsity", "accuracy")
 
 
 def test_accuracy_vs_compression_mean_and_band():
@@ -181,6 +185,9 @@ def test_accuracy_vs_compression_mean_and_band():
     assert ax.get_xscale() == "log"
     _, ys = ax.lines[0].get_data()
     assert np.allclose(ys, [0.9 - x / 10 + 0.01 for x in (0.5, 0.8, 0.9)])  # mean of seeds
+    band = ax.collections[0].get_paths()[0].vertices   # the min–max band spans seeds 0 and 2
+    low = [0.9 - x / 10 for x in (0.5, 0.8, 0.9)]
+    assert np.isclose(band[:, 1].min(), min(low)) and np.isclose(band[:, 1].max(), max(low) + 0.02)
 
 
 @pytest.mark.parametrize("bad,exc", [([], ValueError), ({"strategy": "a"}, ValueError),
@@ -199,6 +206,13 @@ def test_plot_sensitivity_lines():
             "layers": {"a": [0.97, 0.9], "b": [0.98, 0.95], "c": [0.9, 0.2]}}
     ax = plots.plot_sensitivity(scan)
     assert len(ax.lines) == 4  # three layers + the baseline
+    for line, (name, accs) in zip(ax.lines, scan["layers"].items()):   # each layer's own data
+        xs, ys = line.get_data()
+        assert line.get_label() == name and list(xs) == [0.5, 0.9] and list(ys) == accs
+    _, ys = ax.lines[3].get_data()
+    assert ax.lines[3].get_label() == "unpruned" and set(ys) == {0.98}
+    assert ax.get_ylabel() == "accuracy" and "sparsity" in ax.get_xlabel()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "c", "unpruned"]
 
 
 def test_plot_sensitivity_on_a_real_scan():
@@ -208,6 +222,10 @@ def test_plot_sensitivity_on_a_real_scan():
     scan = mp.prune.sensitivity_scan(model, data, sparsities=(0.5, 0.9), progress=False)
     ax = plots.plot_sensitivity(scan)
     assert len(ax.lines) == 3 + 1
+    assert [line.get_label() for line in ax.lines[:3]] == list(mp.prune.prunable_layers(model))
+    for line, accs in zip(ax.lines, scan["layers"].values()):
+        assert np.allclose(line.get_data()[1], accs)
+    assert set(ax.lines[3].get_data()[1]) == {scan["baseline"]}
 
 
 def test_plot_sensitivity_rejects_bad_input():
@@ -215,3 +233,52 @@ def test_plot_sensitivity_rejects_bad_input():
         plots.plot_sensitivity({"layers": {}})
     with pytest.raises(ValueError, match="scan"):
         plots.plot_sensitivity({"baseline": 1, "sparsities": [0.5], "layers": {"a": [1, 2]}})
+
+
+# --- rendered images -------------------------------------------------------------------------------
+def _rendered(fig, path, dpi=50):
+    """The figure saved as PNG and read back: (height, width, RGBA) floats in [0, 1]."""
+    fig.savefig(path, dpi=dpi)
+    return plt.imread(path)
+
+
+def test_rendered_mask_shows_kept_and_pruned_weights_in_proportion(tmp_path):
+    """The PNG (not only the Axes) has the figure's size and draws the mask: as many kept-colour
+    pixels as pruned-colour ones for a mask that keeps its left half."""
+    from matplotlib.colors import to_rgb
+    mask = np.zeros((8, 8), bool)
+    mask[:, :4] = True
+    ax = plots.plot_mask(mask)
+    img = _rendered(ax.figure, tmp_path / "mask.png")
+    assert img.shape[:2] == (200, 200)            # figsize (4, 4) at 50 dpi
+    rgb = img[..., :3]
+    kept = np.all(np.abs(rgb - to_rgb(plots.KEPT_COLOR)) < 0.02, axis=-1).sum()
+    pruned = np.all(np.abs(rgb - to_rgb(plots.PRUNED_COLOR)) < 0.02, axis=-1).sum()
+    assert kept > 1000 and pruned > 1000          # a blank or single-colour image fails here
+    assert abs(kept - pruned) < 0.1 * kept        # half kept, half pruned
+    mask[:, :] = True                             # a dense mask: no pruned cell (a few
+    plt.close("all")                              # anti-aliased edge pixels may match the grey)
+    rgb = _rendered(plots.plot_mask(mask).figure, tmp_path / "dense.png")[..., :3]
+    assert np.all(np.abs(rgb - to_rgb(plots.PRUNED_COLOR)) < 0.02, axis=-1).sum() < 0.01 * kept
+
+
+def test_rendered_layer_sparsity_bars_have_the_right_heights(tmp_path, pruned_pair):
+    """Bars drawn in the PNG: the tallest bar's column holds more bar-coloured pixels than the
+    shortest's, in the ratio of their sparsities."""
+    from matplotlib.colors import to_rgb
+    g, _ = pruned_pair
+    ax = plots.plot_layer_sparsity(g)
+    fig = ax.figure
+    img = _rendered(fig, tmp_path / "bars.png", dpi=60)
+    w, h = fig.get_size_inches() * 60
+    assert img.shape[:2] == (round(h), round(w))
+    colour = to_rgb(ax.patches[0].get_facecolor())
+    painted = np.all(np.abs(img[..., :3] - colour) < 0.02, axis=-1)
+    heights = [p.get_height() for p in ax.patches]
+    columns = []
+    for p in ax.patches:   # the pixel column through each bar's centre
+        x_px, _ = ax.transData.transform((p.get_x() + p.get_width() / 2, 0)) * 60 / fig.dpi
+        columns.append(painted[:, int(x_px)].sum())
+    hi, lo = int(np.argmax(heights)), int(np.argmin(heights))
+    assert columns[hi] > columns[lo] > 0
+    assert columns[hi] / columns[lo] == pytest.approx(heights[hi] / heights[lo], rel=0.1)

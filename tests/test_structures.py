@@ -166,10 +166,17 @@ def test_block_needs_divisible_matrix():
 
 @pytest.mark.parametrize("granularity", ["kernel", "filter_shape"])
 def test_kernel_and_filter_shape_refuse_linear(granularity):
+    model = conv_linear()
+    before = {n: v.copy() for n, v in model.state_dict().items()}
     with pytest.raises(ValueError, match="Conv2d") as e:
-        mp.prune.prune(conv_linear(), 0.5, granularity=granularity)
+        mp.prune.prune(model, 0.5, granularity=granularity)
     assert "'3'" in str(e.value) and "Linear" in str(e.value)
-    assert all(p.mask is None for p in conv_linear().parameters())
+    # refused before any work: the model that was refused (not a fresh one) has no mask and
+    # every array as it was, the Conv2d that the granularity fits included
+    assert all(p.mask is None for p in model.parameters())
+    after = model.state_dict()
+    assert set(after) == set(before)
+    assert all(np.array_equal(after[n], before[n]) for n in before)
 
 
 @pytest.mark.parametrize("spec", ["filters", "4:2", "0:4", "2:2", "block0x2", "block2", "nm"])

@@ -120,9 +120,12 @@ def check_snip_scores(fn, variant=None) -> None:
         answer = score_arrays(fn(given, x.copy(), np.array(y)), want, name)
         stale_raw = _abs_gw(model, x, y, stale)
         stale_total = sum(s.sum() for s in stale_raw.values())
+        # float32 autograd rounds the tiniest scores (gradients that nearly cancel) to within about
+        # 1e-7 of the largest: that much absolute slack lets a float64 answer pass, nothing wrong
+        atol = 1e-6 * max(float(s.max()) for s in want.values())
         for n, w in want.items():
             got = answer[n]
-            if np.allclose(got, w, rtol=1e-3, atol=1e-12):
+            if np.allclose(got, w, rtol=1e-3, atol=atol):
                 continue
             hint = ("compute |w · ∂L/∂w| for every layer, then divide all of them by one "
                     "number: their sum over *all* layers.")

@@ -207,9 +207,13 @@ def check_reinitialize(fn, variant=None) -> None:
                  "build one generator from the seed, np.random.default_rng(seed), and draw from it.")
         third = fn(other, seed + 1)
         third = other if third is None else third
-        if all(np.array_equal(a, b) for a, b in zip(_weights_of(model), _weights_of(third))):
-            fail(f"seeds {seed} and {seed + 1} gave the same weights.",
-                 "draw from a generator built from the `seed` argument, not from a fixed seed.")
+        # every layer must change with the seed: one layer drawn from a fixed seed is a bug too
+        same = [n for n, a, b in zip(layers, _weights_of(model), _weights_of(third))
+                if np.array_equal(a, b)]
+        if same:
+            fail(f"{name}: seeds {seed} and {seed + 1} gave the same weights in {same}.",
+                 "draw every layer from one generator built from the `seed` argument, not from a "
+                 "fixed seed.")
     correct("fresh Kaiming-normal weights, zero biases, masks kept, reproducible from the seed")
 
 

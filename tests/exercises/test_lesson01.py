@@ -154,3 +154,56 @@ def test_unbroadcast_through_the_library_is_blocked():
 
 def test_unbroadcast_replayed_fails_hidden():
     fails_hidden(ex.check_unbroadcast, replay_of(ex.check_unbroadcast, _sum_back))
+
+
+# --- half-right answers: right on some cases, wrong on others; the checker must compare every output
+def test_mul_backward_half_right_answers_fail():
+    check = ex.check_mul_backward
+    # grad_b has the right values in the wrong places for 2-D and 3-D inputs (right for 1-D): its
+    # sum and its first entry are right, so only an entry-by-entry comparison catches it
+    fails(check, lambda a, b, g: (g * b, np.transpose(g * a).reshape(a.shape)), "grad_b is wrong")
+
+    def loop_one_short(a, b, g):   # an explicit loop that stops before the last entry of grad_b
+        grad_b = np.zeros_like(b).ravel()
+        for i in range(grad_b.size - 1):
+            grad_b[i] = (g * a).ravel()[i]
+        return g * b, grad_b.reshape(b.shape)
+
+    fails(check, loop_one_short, "grad_b is wrong")
+
+
+def test_grad_check_half_right_answers_fail():
+    def rows_at_a_time(f, x, eps):   # `for i in range(len(x))`: right for 1-D x only
+        grad = np.zeros_like(x)
+        for i in range(len(x)):
+            old = x[i].copy()
+            x[i] = old + eps
+            up = f(x)
+            x[i] = old - eps
+            grad[i] = (up - f(x)) / (2 * eps)
+            x[i] = old
+        return grad
+
+    fails(ex.check_grad_check, rows_at_a_time, "gradient is wrong")
+
+
+def test_unbroadcast_half_right_answers_fail():
+    def first_copy_of_leading_axes(g, shape):   # right when no leading axis was added
+        while g.ndim > len(shape):
+            g = g[0]
+        axes = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+        return g.sum(axis=axes, keepdims=True) if axes else g
+
+    def first_axis_only(g, shape):   # sums a stretched axis 0 only: right for (1, 4), not (3, 1)
+        while g.ndim > len(shape):
+            g = g.sum(axis=0)
+        if shape and shape[0] == 1 and g.shape[0] != 1:
+            g = g.sum(axis=0, keepdims=True)
+        return g
+
+    fails(ex.check_unbroadcast, first_copy_of_leading_axes, "wrong values")
+    fails(ex.check_unbroadcast, first_axis_only, "should have shape")
+    # by hand: a (2, 3) gradient summed back to (1, 3) and to (2, 1)
+    g = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    np.testing.assert_array_equal(_sum_back(g, (1, 3)), [[5.0, 7.0, 9.0]])
+    np.testing.assert_array_equal(_sum_back(g, (2, 1)), [[6.0], [15.0]])

@@ -136,3 +136,30 @@ def test_conv_macs_through_the_library_is_blocked():
 
 def test_conv_macs_replayed_fails_hidden():
     fails_hidden(ex.check_conv_macs, replay_of(ex.check_conv_macs, _macs))
+
+
+# --- half-right answers: right on some configurations, wrong on others ---------------------------
+def test_conv_output_shape_half_right_fails():
+    # (size + 2p − k + 1) // stride is right for stride 1 (and some strides), wrong for others
+    fails(ex.check_conv_output_shape, lambda n, k, s, p: (n + 2 * p - k + 1) // s,
+          "the real convolution gives")
+    assert _size(5, 3, 2, 0) == 2 and _size(6, 3, 2, 0) == 2 and _size(28, 5, 1, 2) == 28   # by hand
+
+
+def test_im2col_shape_half_right_fails():
+    # the vertical stride used for both axes: right whenever the two strides are equal
+    fails(ex.check_im2col_shape, lambda xs, k, s, p: _im2col_shape(xs, k, (s[0], s[0]), p),
+          "im2col matrix has shape")
+    assert _im2col_shape((2, 2, 11, 13), (3, 3), (2, 3), (1, 2)) == (2 * 6 * 5, 18)   # by hand
+
+
+def test_conv_macs_half_right_fails():
+    def stride_ignored(layer, s):   # right for Linear and stride-1 convolutions only
+        if isinstance(layer, mp.nn.Linear):
+            return _macs(layer, s)
+        (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
+        return layer.weight.size * _size(s[1], kh, 1, ph) * _size(s[2], kw, 1, pw)
+
+    fails(ex.check_conv_macs, stride_ignored, "multiply-adds")
+    # LeNet-5's second convolution by hand: 16 filters of 6·5·5 weights on a 10×10 output
+    assert _macs(mp.nn.Conv2d(6, 16, 5), (6, 14, 14)) == 16 * 10 * 10 * 6 * 5 * 5

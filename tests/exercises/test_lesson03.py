@@ -137,3 +137,31 @@ def test_weight_fraction_through_the_library_is_blocked():
 
 def test_weight_fraction_replayed_fails_hidden():
     fails_hidden(ex.check_weight_fraction, replay_of(ex.check_weight_fraction, _fraction))
+
+
+# --- half-right answers: right on some models or labels, wrong on others --------------------------
+def test_accuracy_on_the_first_batch_only_fails():
+    # right when every label is right (accuracy 1 on any subset), wrong on the other label sets
+    fails(ex.check_accuracy, lambda m, x, y: _accuracy(m, x[:32], y[:32]), "accuracy is")
+
+
+def test_weight_fraction_of_linear_layers_only_fails():
+    def linear_only(m, t):   # right on LeNet-300-100 (all Linear), wrong on every conv net
+        w = np.concatenate([x.weight.data.ravel() for x in m.modules() if isinstance(x, mp.nn.Linear)])
+        return float(np.mean(np.abs(w) < t))
+
+    fails(ex.check_weight_fraction, linear_only, "the true fraction is")
+    # by hand: weights {0, 0.005, −0.02, 0.5} in a Linear(2, 2) below 0.01 → 2 of 4
+    layer = mp.nn.Linear(2, 2)
+    layer.weight.data[...] = [[0, 0.005], [-0.02, 0.5]]
+    assert _fraction(mp.nn.Sequential(layer), 0.01) == 0.5
+
+
+def test_count_parameters_without_batchnorm_is_half_right():
+    """Right on three self-check models without BatchNorm, wrong on the fourth."""
+    def conv_and_linear(m):
+        return sum(x.weight.size + (x.bias.size if x.bias is not None else 0)
+                   for x in m.modules() if isinstance(x, (mp.nn.Conv2d, mp.nn.Linear)))
+
+    assert conv_and_linear(mp.models.lenet_300_100()) == 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
+    fails(ex.check_count_parameters, conv_and_linear, "BatchNorm")

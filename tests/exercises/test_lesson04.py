@@ -190,3 +190,54 @@ def test_gradient_scores_through_the_library_is_blocked():
 
 def test_gradient_scores_replayed_fails_hidden():
     fails_hidden(ex.check_gradient_scores, replay_of(ex.check_gradient_scores, _scores))
+
+
+# --- half-right answers: right on some models or layers, wrong on others --------------------------
+def test_sparsity_of_linear_layers_only_fails():
+    def linear_only(m):   # right on LeNet-300-100 (all Linear), wrong on every LeNet-5
+        ws = [x.weight.data for x in m.modules() if isinstance(x, mp.nn.Linear)]
+        return sum(int((w == 0).sum()) for w in ws) / sum(w.size for w in ws)
+
+    fails(ex.check_sparsity, linear_only, "sparsity is")
+    # by hand: 3 zeros among a Conv2d(1, 1, 2)'s 4 weights and a Linear(2, 2)'s 4 → 3/8
+    conv, lin = mp.nn.Conv2d(1, 1, 2), mp.nn.Linear(2, 2)
+    conv.weight.data[...] = [[[[0, 1], [2, 0]]]]
+    lin.weight.data[...] = [[0, 3], [4, 5]]
+    assert _sparsity(mp.nn.Sequential(conv, mp.nn.Flatten(), lin)) == 3 / 8
+
+
+def test_global_threshold_of_linear_layers_only_fails():
+    def linear_only(model, s):   # right on LeNet-300-100, wrong on LeNet-5 and the conv nets
+        mags = np.sort(np.abs(np.concatenate([x.weight.data.ravel() for x in model.modules()
+                                              if isinstance(x, mp.nn.Linear)])))
+        return mags[round(s * mags.size) - 1]
+
+    fails(ex.check_global_threshold, linear_only, "threshold must lie")
+    # by hand: |w| = 0.1, 0.2, 0.3, 0.4 → at sparsity 0.5 the 2nd smallest, 0.2, is the threshold
+    lin = mp.nn.Linear(2, 2)
+    lin.weight.data[...] = [[0.3, -0.1], [0.4, -0.2]]
+    assert _threshold(mp.nn.Sequential(lin), 0.5) == np.float32(0.2)
+
+
+def test_gradient_scores_half_right_fails():
+    def first_layer_wrong(model, x, y):   # every layer right but the first, scored |g| alone
+        scores = _scores(model, x, y)
+        first = next(iter(scores))
+        scores[first] = np.abs(_layers(model)[first].weight.grad)
+        return scores
+
+    fails(ex.check_gradient_scores, first_layer_wrong, "alone")
+
+
+def test_gradient_scores_by_hand_written_backprop_pass(capsys):
+    """An answer that never calls the library's autograd: backprop written in NumPy (tests/
+    exercises/numpy_nets.py) agrees with the checker on LeNet-5 and on the hidden variants."""
+    from numpy_nets import gradients
+
+    def by_hand(model, x, y):
+        grads = gradients(model, x, y)
+        return {n: np.abs(m.weight.data.astype(np.float64) * grads[n])
+                for n, m in _layers(model).items()}
+
+    accepts(ex.check_gradient_scores, by_hand, capsys=capsys)
+    passes_hidden(ex.check_gradient_scores, by_hand)

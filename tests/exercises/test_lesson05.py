@@ -152,3 +152,40 @@ def test_hidden_variants_differ_from_the_self_check():
 def test_non_callables_are_refused():
     with pytest.raises(TypeError, match="fn"):
         ex.check_layerwise_counts(0.5)
+
+
+# --- half-right answers ---------------------------------------------------------------------------
+def test_global_counts_with_the_right_total_but_the_wrong_split_fail():
+    """One weight moved from one layer's count to another's: every layer but two is right, and the
+    total is exactly k, so only a check of every layer catches it (`all`, not `any`)."""
+    def shifted(model, s):
+        counts = global_counts(model, s)
+        first, last = list(counts)[0], list(counts)[-1]
+        counts[first] += 1
+        counts[last] -= 1
+        return counts
+
+    fails(ex.check_global_counts, shifted, "global pruning removes")
+    for seed in (11, 2024):
+        with pytest.raises(AssertionError, match="global pruning removes"):
+            ex.check_global_counts(shifted, variant=seed)
+
+
+def test_layerwise_counts_without_the_conv_layers_fail():
+    def linear_only(model, s):   # right on LeNet-300-100, wrong on LeNet-5's conv layers
+        return {n: round(s * w.size) if w.ndim == 2 else 0 for n, w in _weights(model).items()}
+
+    fails(ex.check_layerwise_counts, linear_only, "loses")
+
+
+def test_counts_by_hand():
+    """The test's own answers on a net small enough to count by hand: Linear(2, 2) with |w| 1..4
+    and Linear(2, 1) with |w| 0.5, 5. Global 50% prunes the 3 smallest of 6: 0.5, 1, 2."""
+    a, b = mp.nn.Linear(2, 2), mp.nn.Linear(2, 1)
+    a.weight.data[...] = [[1, -2], [3, -4]]
+    b.weight.data[...] = [[0.5, -5]]
+    net = mp.nn.Sequential(a, mp.nn.ReLU(), b)
+    assert global_counts(net, 0.5) == {"0": 2, "2": 1}
+    assert layerwise_counts(net, 0.5) == {"0": 2, "2": 1}
+    assert global_counts(net, 0.34) == {"0": 1, "2": 1}      # k = round(2.04) = 2: 0.5 and 1
+    assert layerwise_counts(net, 0.34) == {"0": 1, "2": 1}   # round(1.36), round(0.68)

@@ -146,3 +146,40 @@ def test_rank_correlation_helpers_are_blocked():
     blocked(ex.check_rank_correlation, lambda a, b: lesson06._spearman(a, b))
     blocked(ex.check_rank_correlation,
             lambda a, b: float(np.corrcoef(lesson06._average_ranks(a), lesson06._average_ranks(b))[0, 1]))
+
+
+# --- half-right answers ---------------------------------------------------------------------------
+def test_taylor_second_order_with_g_for_w_fails():
+    # the first-order prediction is right; the second-order term uses g where it needs w
+    fails(ex.check_taylor_prediction,
+          lambda w, g, h=None: -g * w if h is None else -g * w + 0.5 * h * g ** 2, "second-order")
+    # by hand: L(w) = 2w + ½·3w² at w = 1: g = 5, h = 3; removing w changes L by −3.5 exactly
+    assert taylor(np.array([1.0]), np.array([5.0]), np.array([3.0]))[0] == -3.5
+
+
+def test_fisher_skipping_the_first_batch_fails():
+    # an off-by-one over the batches: the average of the squared gradients of all but one
+    fails(ex.check_fisher_scores, lambda m, b: fisher(m, b[1:]), "differ")
+
+
+def test_fisher_by_hand_written_backprop_passes(capsys):
+    """Fisher scores from gradients computed without the library's autograd (numpy_nets.py)."""
+    from numpy_nets import gradients
+
+    def by_hand(model, batches):
+        grads = [gradients(model, x, y) for x, y in batches]
+        return {n: 0.5 * np.mean([g[n] ** 2 for g in grads], axis=0)
+                * m.weight.data.astype(np.float64) ** 2
+                for n, m in mp.prune.prunable_layers(model).items()}
+
+    accepts(ex.check_fisher_scores, by_hand, capsys=capsys)
+    passes_hidden(ex.check_fisher_scores, by_hand)
+
+
+def test_rank_correlation_with_ties_handled_in_one_array_only_fails():
+    def ties_in_a_only(a, b):   # right where b has no ties, wrong where both are rounded
+        return float(np.corrcoef(ranks(a), np.argsort(np.argsort(b)))[0, 1])
+
+    fails(ex.check_rank_correlation, ties_in_a_only, "ties")
+    # by hand: ranks of [10, 20, 20, 30] are 0, 1.5, 1.5, 3
+    np.testing.assert_array_equal(ranks(np.array([10, 20, 20, 30])), [0, 1.5, 1.5, 3])

@@ -95,3 +95,29 @@ def test_nm_mask_library_is_blocked():
         mp.prune.prune(net, granularity=f"{n}:{m}")
         return layer.weight.mask.reshape(w.shape)
     blocked(check, through_prune)
+
+
+# --- half-right answers ---------------------------------------------------------------------------
+def test_filter_l1_of_the_first_kernel_position_only_fails():
+    def centre_ignored(w):   # right for Linear and 1×1 kernels, wrong for 3×3 and 5×5 ones
+        return np.abs(w[..., 0, 0] if w.ndim == 4 else w).sum(axis=1)
+
+    fails(ex.check_filter_l1_scores, centre_ignored, "scores are wrong")
+    # by hand: a Conv2d weight (2, 1, 2, 2)
+    w = np.array([[[[1, -2], [3, -4]]], [[[0, 0.5], [-0.5, 0]]]])
+    np.testing.assert_array_equal(filter_l1(w), [10, 1])
+
+
+def test_nm_mask_grouped_along_input_channels_fails():
+    """Runs of m along the input channels at each kernel position (the layout of some hardware):
+    right for Linear weights and 1×1 kernels, wrong for the checker's (in·kh·kw) runs of 3×3 ones."""
+    def channels_last(w, n, m):
+        if w.ndim == 2:
+            return nm_mask(w, n, m)
+        moved = np.moveaxis(w, 1, -1)   # (out, kh, kw, in)
+        return np.moveaxis(nm_mask(moved.reshape(w.shape[0], -1), n, m).reshape(moved.shape), -1, 1)
+
+    fails(ex.check_nm_mask, channels_last, "mask is wrong")
+    # by hand: 2:4 on one row keeps the two largest |w| of each run of four
+    np.testing.assert_array_equal(nm_mask(np.array([[0.1, -3, 2, 0.5, 1, 1.5, -0.2, 4]]), 2, 4),
+                                  [[False, True, True, False, False, True, False, True]])

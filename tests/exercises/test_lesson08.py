@@ -118,3 +118,21 @@ def test_topk_checker_agrees_with_the_library_hook():
         sparse = model(mp.tensor(x)).data
         hook.remove()
     np.testing.assert_array_equal(sparse, topk(dense, 4))
+
+
+# --- half-right answers ---------------------------------------------------------------------------
+def test_apoz_over_examples_and_rows_only_fails():
+    # averages over examples and H but forgets W for convolutional activations: right for 2-D
+    fails(ex.check_apoz, lambda a: (a == 0).mean(axis=(0, 2) if a.ndim == 4 else 0), "shape")
+    # by hand: unit 0 is zero in 2 of 4 examples, unit 1 in all of them
+    np.testing.assert_array_equal(apoz(np.array([[0, 0], [1, 0], [0, 0], [2, 0]])), [0.5, 1.0])
+
+
+def test_topk_with_the_first_examples_threshold_fails():
+    def first_row_threshold(a, k):   # the k-th largest of row 0 used for every row
+        return np.where(a >= np.sort(a[0])[-k], a, 0)
+
+    fails(ex.check_topk_activations, first_row_threshold, "each example must keep exactly")
+    # by hand: k = 1 keeps each row's largest
+    np.testing.assert_array_equal(topk(np.array([[1.0, 3.0, 2.0], [5.0, 4.0, 0.0]]), 1),
+                                  [[0, 3.0, 0], [5.0, 0, 0]])

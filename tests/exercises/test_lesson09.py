@@ -136,3 +136,20 @@ def test_cubic_ramp_replayed_fails_hidden():
 def test_cubic_ramp_messages_do_not_name_the_library(capsys):
     ex.check_cubic_ramp(_ramp)
     assert "gradual" not in capsys.readouterr().out
+
+
+# --- half-right answers ---------------------------------------------------------------------------
+def test_round_sparsities_with_integer_division_fails():
+    # (1 − s)^(r // rounds): 0 for every round but the (pinned) last; right when rounds = 1
+    fails(ex.check_round_sparsities,
+          lambda s, r: [1 - (1 - s) ** (k // r) for k in range(1, r)] + [s], "expected")
+    # by hand: 75% in two rounds keeps √0.25 = 0.5 after the first
+    assert _rounds(0.75, 2) == [0.5, 0.75]
+
+
+def test_cubic_ramp_zero_before_start_fails():
+    # before `start` returns 0 instead of initial_sparsity: right whenever initial_sparsity = 0
+    fails(ex.check_cubic_ramp, lambda t, f, a, b, i=0.0: 0.0 if t < a else _ramp(t, f, a, b, i),
+          "before `start`")
+    # by hand: halfway through a 0 → 0.8 ramp, 0.8 − 0.8·0.5³ = 0.7
+    assert _ramp(50, 0.8, 0, 100) == pytest.approx(0.7)

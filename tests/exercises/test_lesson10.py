@@ -191,3 +191,46 @@ def test_synflow_replayed_fails_hidden():
 def test_synflow_message_does_not_name_the_library(capsys):
     ex.check_synflow_scores(_synflow)
     assert "criteria" not in capsys.readouterr().out
+
+
+# --- half-right answers and answers written without the library's autograd ----------------------
+def test_snip_normalised_over_linear_layers_only_fails():
+    def linear_total(model, x, y):   # right on LeNet-300-100 (all Linear), wrong on LeNet-5
+        raw = _raw(model, x, y)
+        total = sum(float(raw[n].sum()) for n, m in _layers(model).items()
+                    if isinstance(m, mp.nn.Linear))
+        return {n: s / total for n, s in raw.items()}
+
+    fails(ex.check_snip_scores, linear_total, "differ from SNIP")
+
+
+def test_synflow_changing_only_the_given_models_biases_fails():
+    """The weights are made positive on a copy, the biases on the model itself: every weight is as
+    it was, so only a check of every array of the model catches the change."""
+    def biases_in_place(model, input_shape):
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.data = np.abs(p.data)
+        return _synflow(model, input_shape)
+
+    fails(ex.check_synflow_scores, biases_in_place, "changed the parameters")
+
+
+def test_snip_and_synflow_by_hand_written_backprop_pass(capsys):
+    from numpy_nets import backprop, gradients
+
+    def snip(model, x, y):
+        grads = gradients(model, x, y)
+        raw = {n: np.abs(m.weight.data.astype(np.float64) * grads[n]) for n, m in _layers(model).items()}
+        total = sum(s.sum() for s in raw.values())
+        return {n: s / total for n, s in raw.items()}
+
+    def synflow(model, input_shape):
+        grads, _ = backprop(model, np.ones((1, *input_shape)), np.ones_like,
+                            params=lambda name, a: np.abs(a))
+        return {n: np.abs(m.weight.data.astype(np.float64) * grads[n])
+                for n, m in _layers(model).items()}
+
+    for check, answer in ((ex.check_snip_scores, snip), (ex.check_synflow_scores, synflow)):
+        accepts(check, answer, capsys=capsys)
+        passes_hidden(check, answer)

@@ -80,12 +80,30 @@ def test_near_zero_replayed_fails_hidden():
     fails_hidden(ex.check_near_zero_fraction, replay_of(ex.check_near_zero_fraction, _near_zero))
 
 
-def test_near_zero_does_not_touch_a_lesson_model(capsys):
-    model = mp.models.lenet_300_100(seed=0)
-    before = copy.deepcopy(model.state_dict())
+def _fingerprint(model):
+    """Every array of the model (parameters, masks, buffers), as bytes."""
+    return {k: (v.dtype.str, v.shape, v.tobytes()) for k, v in model.state_dict().items()}
+
+
+def test_near_zero_does_not_touch_a_lesson_model(capsys, monkeypatch):
+    """The checker prunes nets of its own built from the same seeds and builders as the lesson's
+    models (LeNet-300-100, seed 0): the lesson's model, built before, must come out bit for bit
+    as it was — even if a builder handed out one shared instance per seed (a cache added for
+    speed), which would make the checker prune the student's model."""
+    import functools
+    lesson = {"lenet_300_100": mp.models.lenet_300_100(seed=0), "lenet5": mp.models.lenet5(seed=0)}
+    before = {k: _fingerprint(m) for k, m in lesson.items()}
     ex.check_near_zero_fraction(_near_zero)
+    passes_hidden(ex.check_near_zero_fraction, _near_zero)
     assert "experiments" not in capsys.readouterr().out
-    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    assert {k: _fingerprint(m) for k, m in lesson.items()} == before
+    # the check above can fail: with a builder that shares one model per seed, it does
+    shared = functools.lru_cache(maxsize=None)(mp.models.lenet_300_100)
+    monkeypatch.setattr(mp.models, "lenet_300_100", shared)
+    model = shared(seed=0)
+    before = _fingerprint(model)
+    ex.check_near_zero_fraction(_near_zero)
+    assert _fingerprint(model) != before
 
 
 # --- 11.2 re-initialise -------------------------------------------------------------------------
@@ -243,3 +261,34 @@ def test_scratch_b_replayed_fails_hidden():
 def test_scratch_b_message_does_not_name_the_library(capsys):
     ex.check_scratch_b_epochs(_scratch_b)
     assert "schedules" not in capsys.readouterr().out
+
+
+# --- half-right answers ---------------------------------------------------------------------------
+def test_reinit_with_the_seed_used_for_some_layers_only_fails():
+    """The Linear layers follow the seed, the conv layer is drawn from a fixed seed: the weights
+    change with the seed in every layer but one, which the checker must notice."""
+    def conv_fixed(model, seed):
+        _reinit(model, seed)
+        for layer in _layers(model):
+            if isinstance(layer, mp.nn.Conv2d):
+                fixed = copy.deepcopy(model)
+                _reinit(fixed, 0)
+                layer.weight.data[...] = [m for m in _layers(fixed)
+                                          if isinstance(m, mp.nn.Conv2d)][0].weight.data
+        return model
+
+    fails(ex.check_reinitialize, conv_fixed, "gave the same weights in")
+
+
+def test_scratch_b_rounding_up_fails():
+    import math
+    # math.ceil is right whenever dense_epochs · speedup is a whole number, wrong otherwise
+    fails(ex.check_scratch_b_epochs, lambda e, s: math.ceil(e * min(s, 2)), "expected")
+    # by hand: 12 epochs at a 1.74× speedup → round(20.88) = 21; at 50× the cap gives 8 for 4
+    assert _scratch_b(12, 1.74) == 21 and _scratch_b(4, 50.0) == 8 and _scratch_b(3, 1.1) == 3
+
+
+def test_near_zero_by_hand():
+    layer = mp.nn.Linear(2, 3)
+    layer.weight.data[...] = [[0, 0.005], [-0.02, 0.5], [0, -0.001]]   # 4 survivors, 2 below 0.01
+    assert _near_zero(mp.nn.Sequential(layer), 0.01) == 0.5

@@ -196,3 +196,40 @@ def test_hidden_variants_differ_from_the_self_check():
 def test_checkers_refuse_non_callables(checker):
     with pytest.raises(TypeError, match="fn"):
         checker(42)
+
+
+# --- half-right answers ---------------------------------------------------------------------------
+def test_rewind_with_the_saved_states_masks_fails():
+    """Right when the state was saved dense; wrong when it was saved at an earlier round, whose
+    older masks let weights pruned since then come back."""
+    def states_masks(model, state):
+        for name, p in model.named_parameters():
+            mask = state.get(name + "_mask", p.mask)
+            p.data[...] = state[name] * (1 if mask is None else mask)
+        return model
+
+    fails(ex.check_rewind, states_masks, "pruned entries .* are not 0")
+
+
+def test_overlap_without_the_last_layer_fails():
+    def all_but_last(a, b):   # the survivors of every layer but the output layer
+        la, lb = mp.prune.prunable_layers(a), mp.prune.prunable_layers(b)
+        names = list(la)[:-1]
+        ka = np.concatenate([la[n].weight.data.ravel() != 0 for n in names])
+        kb = np.concatenate([lb[n].weight.data.ravel() != 0 for n in names])
+        return (ka & kb).sum() / ka.sum()
+
+    fails(ex.check_mask_overlap, all_but_last, "expected")
+
+
+def test_rewind_and_overlap_by_hand():
+    lin = mp.nn.Linear(2, 2)
+    net = mp.nn.Sequential(lin)
+    state = {k: v.copy() for k, v in net.state_dict().items()}
+    lin.weight.data[...] = [[9, 9], [9, 9]]
+    lin.weight.mask = np.array([[True, False], [False, True]])
+    rewind(net, state)
+    np.testing.assert_array_equal(lin.weight.data, state["0.weight"] * [[1, 0], [0, 1]])
+    other = mp.nn.Sequential(mp.nn.Linear(2, 2))
+    other[0].weight.data[...] = [[1, 1], [0, 0]]   # keeps (0, 0) of net's survivors (0, 0), (1, 1)
+    assert overlap(net, other) == 0.5

@@ -191,3 +191,34 @@ def test_hidden_variants_differ_from_the_self_check():
 def test_checkers_refuse_non_callables(checker):
     with pytest.raises(TypeError, match="fn"):
         checker(42)
+
+
+# --- half-right answers ---------------------------------------------------------------------------
+def test_compression_counting_every_bias_as_alive_fails():
+    """Right after unstructured pruning (biases stay nonzero), wrong after filter pruning, which
+    zeroes the biases (and BatchNorm parameters) of the pruned filters."""
+    def biases_alive(model):
+        ps = [p.data for p in model.parameters()]
+        return sum(p.size for p in ps) / sum(np.count_nonzero(p) if p.ndim > 1 else p.size for p in ps)
+
+    fails(ex.check_compression_ratio, biases_alive, "filter pruning: expected")
+
+
+def test_summary_with_min_and_max_over_every_sparsity_fails():
+    def strategy_range(rows):   # the mean is right, the range spans the strategy's every sparsity
+        out = {}
+        for k, (mean, _, _) in summary(rows).items():
+            accs = [r["accuracy"] for r in rows if r["strategy"] == k[0]]
+            out[k] = (mean, min(accs), max(accs))
+        return out
+
+    fails(ex.check_seed_summary, strategy_range, "expected")
+
+
+def test_compression_and_summary_by_hand():
+    lin = mp.nn.Linear(3, 2)   # 6 weights (2 zero) + 2 biases (1 zero): 8 / 5
+    lin.weight.data[...] = [[0, 1, 2], [3, 0, 4]]
+    lin.bias.data[...] = [0, 5]
+    assert compression(mp.nn.Sequential(lin)) == 8 / 5
+    rows = [dict(strategy="a", sparsity=0.5, seed=s, accuracy=acc) for s, acc in enumerate([0.9, 0.7, 0.8])]
+    assert summary(rows) == {("a", 0.5): pytest.approx((0.8, 0.7, 0.9))}

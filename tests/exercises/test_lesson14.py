@@ -179,6 +179,19 @@ def _diverged(model, train_data):
     return model
 
 
+def _last_bias_diverged(model, train_data):   # half right: every parameter finite but the last
+    mp.prune.prune(model, 0.5, criterion="magnitude", scope="global")
+    model.classifier[5].bias.data[-1] = np.inf
+    return model
+
+
+def _first_layer_tampered(model, train_data):   # half right: every mask respected but the first
+    mp.prune.prune(model, 0.5, criterion="magnitude", scope="global")
+    w = model.features[0].weight
+    w.data[~w.mask] = -0.01
+    return model
+
+
 def _bad_mask(model, train_data):
     model.classifier[5].weight.mask = np.ones(5)
     return model
@@ -193,7 +206,10 @@ def _bad_mask(model, train_data):
                             r"(.|\n)*p.data \*= p.mask"),
     (_diverged, r"NaN(.|\n)*learning rate"),
     (_bad_mask, r"mask has shape(.|\n)*boolean"),
-], ids=["none", "masks", "another-net", "compacted", "mask-violated", "nan", "bad-mask"])
+    (_last_bias_diverged, r"classifier.5.bias holds NaN or infinite"),
+    (_first_layer_tampered, r"features.0.weight: \d+ weights are pruned by its mask but not 0"),
+], ids=["none", "masks", "another-net", "compacted", "mask-violated", "nan", "bad-mask",
+        "last-bias-inf", "first-layer-mask-violated"])
 def test_invalid_returns_fail_with_a_hint(answer, hint):
     with pytest.raises(AssertionError, match=hint):
         ex.check_capstone(answer)
