@@ -47,7 +47,7 @@ def _as_arrays(data, name):
         x, y = data.x, data.y
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         x, y = np.asarray(data[0]), np.asarray(data[1])
-        if x.ndim == 0 or len(x) != len(y):
+        if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
             raise ValueError(f"{name}: x has {len(x) if x.ndim else 'no'} examples but y has "
                              f"{len(y) if y.ndim else 'none'}")
     else:
@@ -105,10 +105,19 @@ def _optimizer(model, optimizer, lr, weight_decay):
     return optimizer
 
 
+def _penalty(regularizer, model) -> Tensor:
+    penalty = regularizer(model)
+    if not isinstance(penalty, Tensor) or penalty.size != 1:
+        raise TypeError(f"regularizer: must return a scalar Tensor (built from autograd ops), got "
+                        f"{type(penalty).__name__} of shape {getattr(penalty, 'shape', None)}")
+    return penalty
+
+
 def fit(model, train, epochs: int = 1, optimizer="sgd", lr: float | None = None,
         batch_size: int | None = None, schedule: str | None = "cosine", weight_decay: float = 0.0,
         val=None, callbacks=(), augment: int = 0, seed: int = 0, checkpoint=None,
-        progress: bool = True, desc: str = "train", on_nonfinite: str = "raise") -> list[dict]:
+        progress: bool = True, desc: str = "train", on_nonfinite: str = "raise",
+        regularizer=None) -> list[dict]:
     """Train `model` on `train` ((x, y) arrays or a DataLoader) for `epochs` epochs.
 
     optimizer: "sgd" (momentum 0.9), "adam", or an Optimizer (which brings its own lr and weight
@@ -122,6 +131,10 @@ def fit(model, train, epochs: int = 1, optimizer="sgd", lr: float | None = None,
     warns, stops training there and returns the history, whose last row carries `"stopped"` with
     the reason (the model keeps the weights that produced the bad loss). Either way no update is
     made from a non-finite loss, and no NaN is recorded as if it were a result.
+
+    `regularizer(model) -> scalar Tensor` (e.g. `prune.group_lasso`, `prune.slimming`) is added to
+    the cross-entropy being minimised; each history row then records its mean as "penalty"
+    ("loss" stays the cross-entropy).
     """
     epochs = checks.integer(epochs, "epochs", minimum=0)
     if schedule is not None:
@@ -130,6 +143,9 @@ def fit(model, train, epochs: int = 1, optimizer="sgd", lr: float | None = None,
     seed = checks.integer(seed, "seed", minimum=0)
     progress = checks.boolean(progress, "progress")
     checks.one_of(on_nonfinite, "on_nonfinite", NONFINITE)
+    if regularizer is not None and not callable(regularizer):
+        raise TypeError(f"regularizer: expected a callable regularizer(model) -> Tensor, got "
+                        f"{type(regularizer).__name__}")
     x, y = _as_arrays(train, "train")
     if val is not None:
         _as_arrays(val, "val")
@@ -159,14 +175,18 @@ def fit(model, train, epochs: int = 1, optimizer="sgd", lr: float | None = None,
         for epoch in range(epochs):
             state.epoch, start, losses, correct = epoch, time.perf_counter(), [], 0
             epoch_lr = opt.lr  # the rate this epoch started with (the schedule lowers it per step)
-            stopped = None
+            stopped, penalties = None, []
             for xb, yb in loader:
                 if augment:
                     xb = random_shift(xb, augment, aug_rng)
                 logits = model(Tensor(xb))
                 loss = fn.cross_entropy(logits, yb)
+                losses.append(loss.item())
+                if regularizer is not None:  # minimise cross-entropy + penalty, recorded apart
+                    penalty = _penalty(regularizer, model)
+                    penalties.append(penalty.item())
+                    loss = loss + penalty
                 state.loss = loss.item()
-                losses.append(state.loss)
                 if not math.isfinite(state.loss):
                     stopped = (f"the training loss became {state.loss} at epoch {epoch + 1}, step "
                                f"{state.step + 1} (lr {opt.lr:g}): training diverged; try a lower lr")
@@ -188,6 +208,8 @@ def fit(model, train, epochs: int = 1, optimizer="sgd", lr: float | None = None,
             row = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
                    "train_acc": correct / len(loader.x), "lr": epoch_lr,
                    "seconds": time.perf_counter() - start}
+            if penalties:
+                row["penalty"] = float(np.mean(penalties))
             if stopped is not None:
                 row["stopped"] = stopped
                 state.history.append(row)
@@ -205,7 +227,7 @@ def fit(model, train, epochs: int = 1, optimizer="sgd", lr: float | None = None,
 
 def print_history(history: list[dict]) -> None:
     """The per-epoch table `make demo` prints."""
-    cols = [c for c in ("epoch", "loss", "train_acc", "val_acc", "val_loss", "lr", "seconds")
+    cols = [c for c in ("epoch", "loss", "penalty", "train_acc", "val_acc", "val_loss", "lr", "seconds")
             if history and c in history[0]]
     print("  ".join(f"{c:>9}" for c in cols))
     for row in history:

@@ -142,6 +142,28 @@ class AvgPool2d(_Pool2d):
         return fn.avg_pool2d(x, self.kernel_size, self.stride)
 
 
+class AdaptiveAvgPool2d(Module):
+    """Average each channel over its whole H×W map: (N, C, H, W) → (N, C, 1, 1), as ResNets do
+    before their classifier. Only `output_size=1` (global pooling) is supported; it is a mean over
+    two axes, so its gradient comes from the engine's `Mean` (each input gets g / (H·W))."""
+
+    def __init__(self, output_size=1):
+        super().__init__()
+        if fn._pair(output_size, "output_size") != (1, 1):
+            raise ValueError(f"output_size: only 1 (global average pooling) is supported, got "
+                             f"{output_size!r}; use AvgPool2d for other sizes")
+        self.output_size = 1
+
+    def forward(self, x):
+        x = fn._batch(x, "shape (N, C, H, W)")
+        if x.ndim != 4:
+            raise ValueError(f"x: expected shape (N, C, H, W), got {x.shape}")
+        return x.mean(axis=(2, 3), keepdims=True)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
 class Flatten(Module):
     def forward(self, x):
         return fn.flatten(x)

@@ -32,15 +32,18 @@ _KINDS = {"b": "bool", "f": "floats", "i": "ints", "u": "unsigned ints"}
 _DAMAGED = (ValueError, KeyError, zipfile.BadZipFile, zlib.error, EOFError,
             NotImplementedError, OSError)
 
-# Architectures `load` can rebuild: name -> (builder, {argument: range of allowed ints}).
+# Architectures `load` can rebuild: name -> (builder, {argument: its bounds}), where bounds are a
+# range of allowed ints, or a tuple of such ranges for a fixed-length list of ints.
 # models.py registers its factories here, so nn/ never imports models (dependencies point down).
 _ARCHITECTURES: dict = {}
 
 
-def register_architecture(name: str, builder, **allowed: range) -> None:
+def register_architecture(name: str, builder, **allowed: range | tuple) -> None:
     """Let `load` rebuild a saved model whose `model.arch == name` as `builder(**model.arch_kwargs)`,
-    once each recorded argument is an int in its `allowed` range. The bounds are what stop a file
-    that asks for 5e7 classes before 18 GiB are allocated."""
+    once each recorded argument is an int in its `allowed` range, or, where `allowed` is a tuple
+    of ranges, a list of that many ints, each in its range (passed on as a tuple: a ResNet's
+    blocks per stage). The bounds are what stop a file that asks for 5e7 classes before 18 GiB
+    are allocated."""
     _ARCHITECTURES[name] = (builder, allowed)
 
 
@@ -135,14 +138,23 @@ def _rebuild(arch: str, kwargs: dict) -> Module:
     if arch not in _ARCHITECTURES:
         raise ValueError(f"architecture {arch!r:.100} is not one of {sorted(_ARCHITECTURES)}")
     builder, allowed = _ARCHITECTURES[arch]
-    for name, value in kwargs.items():
+    for name in kwargs:
         if name not in allowed:
             raise ValueError(f"{arch}: unknown argument {name!r:.100} (allowed: {sorted(allowed)})")
-        bounds = allowed[name]
-        if type(value) is not int or value not in bounds:  # JSON gives int, float, bool, str...
-            raise ValueError(f"{arch}: argument {name}={value!r:.100} must be an int in "
-                             f"[{bounds.start}, {bounds.stop - 1}]")
-    return builder(**kwargs)
+    return builder(**{name: _bounded(f"{arch}: argument {name}", value, allowed[name])
+                      for name, value in kwargs.items()})
+
+
+def _bounded(what: str, value, bounds):
+    """`value` if it is an int in the range `bounds`, or, for a tuple of ranges, a list of ints
+    each in its range (returned as a tuple); else a ValueError saying what was expected."""
+    if isinstance(bounds, tuple):
+        if not isinstance(value, list) or len(value) != len(bounds):
+            raise ValueError(f"{what}={value!r:.100} must be a list of {len(bounds)} ints")
+        return tuple(_bounded(f"{what}[{i}]", v, b) for i, (v, b) in enumerate(zip(value, bounds)))
+    if type(value) is not int or value not in bounds:  # JSON gives int, float, bool, str...
+        raise ValueError(f"{what}={value!r:.100} must be an int in [{bounds.start}, {bounds.stop - 1}]")
+    return value
 
 
 def _check_headers(headers: dict, model: Module) -> None:
