@@ -2,6 +2,7 @@
 schedules (WHEN / HOW OFTEN), plus the masks that hold the result and the metrics that judge it."""
 from . import criteria, masks, metrics, regularizers, schedules, scope, structures, surgery
 from .criteria import CRITERIA, MovementTracker
+from .graph import dependency_graph
 from .masks import apply_masks, get_masks, prunable_layers, remove, reset
 from .metrics import (
                       activation_density,
@@ -23,5 +24,5 @@ __all__ = ["prune", "prune_activations", "activation_sparsity", "remove", "reset
            "apply_masks", "prunable_layers", "CRITERIA", "MovementTracker", "sensitivity_scan",
            "sparsities_from_scan", "count_params", "count_nonzero", "sparsity", "compression_ratio",
            "flops", "layer_costs", "theoretical_speedup", "activation_density", "report",
-           "compact", "measured_speedup", "group_lasso", "slimming",
+           "compact", "measured_speedup", "group_lasso", "slimming", "dependency_graph",
            "criteria", "regularizers", "masks", "metrics", "schedules", "scope", "structures", "surgery"]
