@@ -187,6 +187,30 @@ def test_hessian_vector_product_matches_exact_hessian():
     np.testing.assert_allclose(hv.ravel(), H @ v.ravel(), rtol=1e-4, atol=1e-6)
 
 
+def test_hessian_vector_product_is_linear_at_any_scale():
+    """H·(c·v) = c·(H·v) whether v is tiny, huge or zero: the finite-difference step is set by
+    ‖v‖, so the weights always move the same small distance. v has mixed signs."""
+    model = linear_model(2, 2)
+    x, y = make_batch(n_in=2)
+    W, b = wb(model)
+    H = exact_hessian(W, b, x, y)
+    v = np.array([[1.0, -2.0], [0.5, -1.5]])
+    for c in (1e-8, 1.0, 1e5):
+        hv = C.hessian_vector_product(model, [(x, y)], {"0.weight": c * v})["0.weight"]
+        np.testing.assert_allclose(hv.ravel(), c * (H @ v.ravel()), rtol=1e-5, atol=1e-12 * c)
+    zero = C.hessian_vector_product(model, [(x, y)], {"0.weight": np.zeros((2, 2))})["0.weight"]
+    np.testing.assert_array_equal(zero, 0.0)
+
+
+def test_loss_gradients_at_a_temperature_of_two():
+    """∂/∂W of CE(z/2) = ½ · (softmax(z/2) − onehot)ᵀ x / N: the model's W/2, b/2, halved."""
+    model = linear_model(3, 2)
+    x, y = make_batch()
+    W, b = wb(model)
+    g = C._loss_gradients(model, [(x, y)], temperature=2.0)["0.weight"]
+    np.testing.assert_allclose(g, ce_grad_W(W / 2, b / 2, x, y) / 2, rtol=1e-5, atol=1e-8)
+
+
 def test_obd_is_half_hessian_diagonal_times_w_squared():
     """Hutchinson's estimate with many samples: error ~ sqrt(Σ_j≠i H_ij² / samples)."""
     model = linear_model(2, 2, bias=False)
@@ -245,6 +269,35 @@ def test_synflow_needs_no_data_and_matches_closed_form():
     assert mp.prune.sparsity(model) == pytest.approx(0.5)
 
 
+def test_synflow_runs_batchnorm_with_unit_statistics_on_absolute_parameters():
+    """SynFlow makes every path positive: |w|, |b|, |γ|, |β|, and BatchNorm with mean 0 and
+    variance 1 (the model's own running statistics, here μ = 5, would send the all-ones signal
+    through ReLU as 0). Linear(3, 4) → BN(4) → ReLU → Linear(4, 2), input 1, in closed form:
+    h = |W1|·1 + |b1|, a = |γ|·h/√(1+ε) + |β|, R = Σ_k (|W2|·a + |b2|)_k, so
+    ∂R/∂W1[j, i] = c_j·|γ_j|/√(1+ε) with c_j = Σ_k |W2[k, j]|, and ∂R/∂W2[k, j] = a_j."""
+    r = np.random.default_rng(3)
+    model = nn.Sequential(nn.Linear(3, 4, rng=r), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2, rng=r))
+    lin1, bn, lin2 = model[0], model[1], model[3]
+    lin1.bias.data[:] = [0.1, -0.2, 0.3, -0.4]
+    lin2.bias.data[:] = [0.5, -0.5]
+    bn.weight.data[:] = [1.5, -0.5, 2.0, 0.25]
+    bn.bias.data[:] = [-0.1, 0.2, 0.0, 0.3]
+    bn.running_mean[:] = 5.0
+    bn.running_var[:] = 4.0
+    s = scores(model, "synflow", input_shape=(3,))
+    W1, W2 = np.abs(lin1.weight.data.astype(np.float64)), np.abs(lin2.weight.data.astype(np.float64))
+    g, beta = np.abs(bn.weight.data.astype(np.float64)), np.abs(bn.bias.data.astype(np.float64))
+    h = W1.sum(axis=1) + np.abs(lin1.bias.data)
+    sigma = np.sqrt(1.0 + bn.eps)
+    a = g * h / sigma + beta
+    np.testing.assert_allclose(s["0"], W1 * (W2.sum(axis=0) * g / sigma)[:, None], rtol=1e-6)
+    np.testing.assert_allclose(s["3"], W2 * a[None, :], rtol=1e-6)
+    # the model itself is untouched: statistics, signs, no gradients
+    np.testing.assert_array_equal(bn.running_mean, 5.0)
+    np.testing.assert_array_equal(bn.running_var, 4.0)
+    assert bn.weight.data[1] == -0.5 and lin1.weight.grad is None
+
+
 # --- movement -------------------------------------------------------------------------------------
 def test_movement_raises_without_tracker(tiny_mlp):
     with pytest.raises(ValueError, match="MovementTracker"):
@@ -285,6 +338,15 @@ def test_movement_through_fit_then_prune(tiny_mlp, rng):
     for n, m in masks.items():
         kth = np.sort(s[n].ravel())[round(0.5 * s[n].size) - 1]
         assert np.all(s[n][~m] <= kth) and np.all(s[n][m] >= kth)
+
+
+def test_movement_tracker_leaves_excluded_layers_alone(tiny_mlp, rng):
+    x = rng.normal(size=(16, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    tracker = C.MovementTracker(tiny_mlp, exclude=["2"])
+    assert list(tracker.layers) == ["0"]
+    mp.train.fit(tiny_mlp, (x, y), epochs=1, batch_size=8, callbacks=[tracker], progress=False)
+    assert hasattr(tiny_mlp[0].weight, "movement") and not hasattr(tiny_mlp[2].weight, "movement")
 
 
 # --- LAMP -----------------------------------------------------------------------------------------
@@ -378,11 +440,80 @@ def test_fpgm_ranks_filter_nearest_the_others_lowest():
 @pytest.mark.parametrize("name", DATA_DRIVEN)
 def test_data_driven_criteria_without_batch_raise(name, tiny_mlp):
     assert C.CRITERIA[name].needs_data
-    with pytest.raises(ValueError, match="batch"):
+    with pytest.raises(ValueError, match=f"^batch: criterion '{name}' is data-driven"):
         scores(tiny_mlp, name, None)
     gran = "filter" if C.CRITERIA[name].level == "unit" else "unstructured"
     with pytest.raises(ValueError, match="batch"):
         mp.prune.prune(tiny_mlp, 0.5, criterion=name, granularity=gran)
+
+
+def test_batches_as_a_tuple_of_pairs_are_several_batches():
+    """A tuple of (x, y) pairs is a sequence of batches, like a list of them: the gradient
+    criterion averages over them either way (2 or 3 pairs)."""
+    model = linear_model(3, 2)
+    pairs = [make_batch(seed=s) for s in (1, 2, 3)]
+    for k in (2, 3):
+        as_list = scores(model, "gradient", pairs[:k])["0"]
+        np.testing.assert_array_equal(scores(model, "gradient", tuple(pairs[:k]))["0"], as_list)
+    W, b = wb(model)
+    mean_g = np.mean([ce_grad_W(W, b, x, y) for x, y in pairs[:2]], axis=0)
+    np.testing.assert_allclose(scores(model, "gradient", tuple(pairs[:2]))["0"], np.abs(W * mean_g),
+                               rtol=1e-5, atol=1e-8)
+
+
+def test_a_layer_the_forward_pass_skips_gets_zero_gradient_scores(rng):
+    """A prunable layer the forward never uses has no gradient: its gradient scores are 0."""
+    class Skips(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used = nn.Linear(3, 2, rng=0)
+            self.unused = nn.Linear(3, 2, rng=1)
+
+        def forward(self, x):
+            return self.used(x)
+
+    model = Skips()
+    x, y = make_batch()
+    s = scores(model, "gradient", (x, y))
+    np.testing.assert_array_equal(s["unused"], 0.0)
+    assert np.all(s["used"] > 0)
+
+
+def test_unit_activations_leave_the_model_s_mode_and_hooks_alone(tiny_cnn, rng):
+    x = rng.normal(size=(4, 1, 6, 6)).astype(np.float32)
+    tiny_cnn.train()
+    scores(tiny_cnn, "activation", (x, np.zeros(4, int)))
+    assert all(m.training for m in tiny_cnn.modules())
+
+
+def test_criterion_options_are_checked_and_seeded(tiny_mlp):
+    x, y = make_batch(n_in=4, n_out=3)
+    for name, opts, err in (("obd", dict(samples=0), ValueError), ("obd", dict(seed=-1), ValueError),
+                            ("random", dict(seed=-1), ValueError),
+                            ("grasp", dict(temperature=0.0), ValueError),
+                            ("grasp", dict(temperature=-1.0), ValueError)):
+        with pytest.raises(err, match=f"^{next(iter(opts))}: "):
+            scores(tiny_mlp, name, (x, y), **opts)
+    a = scores(tiny_mlp, "obd", (x, y), samples=1, seed=3)
+    b = scores(tiny_mlp, "obd", (x, y), samples=1, seed=3)
+    for n in a:
+        np.testing.assert_array_equal(a[n], b[n])
+
+
+def test_synflow_default_input_is_28_by_28_for_a_conv_first_layer():
+    r = np.random.default_rng(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, rng=r), nn.Flatten(),
+                          nn.Linear(2 * 28 * 28, 3, rng=r))
+    default = scores(model, "synflow")
+    given = scores(model, "synflow", input_shape=(1, 28, 28))
+    for n in default:
+        np.testing.assert_array_equal(default[n], given[n])
+
+
+def test_lamp_of_an_all_zero_layer_is_zero_not_nan():
+    model = linear_model(3, 2, bias=False)
+    model[0].weight.data[:] = 0.0
+    np.testing.assert_array_equal(scores(model, "lamp")["0"], 0.0)
 
 
 def test_bad_batch_type_raises_type_error(tiny_mlp):

@@ -276,7 +276,7 @@ def test_reset_drops_weight_and_activation_masks(tiny_mlp, rng):
 
 def test_get_and_apply_masks_are_monotone(tiny_mlp):
     dense = get_masks(tiny_mlp)
-    assert all(m.all() for m in dense.values())
+    assert all(m.all() and m.dtype == bool for m in dense.values())
     a = np.ones((8, 4), bool)
     a[0] = False
     mp.prune.apply_masks(tiny_mlp, {"0.weight": a})
@@ -296,8 +296,42 @@ def test_exclude_leaves_layer_dense_and_is_validated():
     assert "classifier.5" not in masks and model.classifier[5].weight.mask is None
     with pytest.raises(ValueError, match="exclude"):
         mp.prune.prune(model, 0.9, exclude=["classifier.4"])
-    with pytest.raises(ValueError, match="no prunable"):
+    with pytest.raises(ValueError, match=r"^model: no prunable \(Conv2d or Linear\) layers"):
         mp.prune.prune(nn.Sequential(nn.Linear(2, 2)), 0.5, exclude="0")
+
+
+def test_masks_of_any_truthy_dtype_are_masks():
+    """apply_masks takes 0/1 (or 0.0/1.0) arrays as well as booleans, and ANDs them all the
+    same with what is already pruned."""
+    model = nn.Sequential(nn.Linear(3, 2, rng=0))
+    mp.prune.apply_masks(model, {"0": np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])})
+    mp.prune.apply_masks(model, {"0": np.array([[1.0, 1.0, 1.0], [0.0, 1.0, 1.0]])})
+    mask = model[0].weight.mask
+    assert mask.dtype == bool
+    np.testing.assert_array_equal(mask, [[True, False, True], [False, True, True]])
+    np.testing.assert_array_equal(model[0].weight.data == 0, ~mask)
+
+
+def test_unit_masks_on_bias_and_batchnorm_only_ever_grow():
+    """A bias or BatchNorm entry masked before (by hand, or an earlier pruning) stays masked when
+    a later filter pruning masks other units: their masks are ANDed, never replaced."""
+    r = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(3, 4, rng=r), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2, rng=r))
+    lin, bn = model[0], model[1]
+    lin.bias.data[:] = 1.0
+    bn.bias.data[:] = 1.0
+    lin.bias.set_mask(np.array([True, False, True, True]))
+    bn.weight.set_mask(np.array([True, True, False, True]))
+    keep = np.ones((4, 3), bool)
+    keep[0] = False
+    mp.prune.apply_masks(model, {"0": keep})
+    alive = mp.prune.masks.mask_dead_units(model, "0")
+    assert alive.dtype == bool
+    np.testing.assert_array_equal(alive, [False, True, True, True])
+    np.testing.assert_array_equal(lin.bias.mask, [False, False, True, True])
+    np.testing.assert_array_equal(bn.weight.mask, [False, True, False, True])
+    np.testing.assert_array_equal(bn.bias.mask, [False, True, True, True])
+    np.testing.assert_array_equal(lin.bias.data, [0.0, 0.0, 1.0, 1.0])
 
 
 # --- filter pruning takes the bias and the BatchNorm along --------------------------------------
@@ -359,3 +393,59 @@ def test_unstructured_pruning_leaves_bias_alone(tiny_mlp):
     tiny_mlp[0].bias.data[:] = 1.0
     mp.prune.prune(tiny_mlp, 0.9)
     assert tiny_mlp[0].bias.mask is None and np.all(tiny_mlp[0].bias.data == 1)
+
+
+def test_a_unit_is_dead_by_its_mask_not_by_zero_weights():
+    """`mask_dead_units` kills the units whose weights were *pruned*. A unit whose weights merely
+    are 0 (trained there, never pruned) keeps its bias: it outputs ReLU(b) and is not pruned."""
+    layer = nn.Linear(3, 4, rng=0)
+    model = nn.Sequential(layer, nn.ReLU(), nn.Linear(4, 2, rng=1))
+    layer.weight.data[1] = 0.0                      # unit 1: zero weights, not pruned
+    layer.bias.data[:] = [1.0, 2.0, 3.0, 4.0]
+    keep = np.ones((4, 3), bool)
+    keep[0] = False                                 # unit 0: pruned
+    mp.prune.apply_masks(model, {"0": keep})
+    alive = mp.prune.masks.mask_dead_units(model, "0")
+    np.testing.assert_array_equal(alive, [False, True, True, True])
+    np.testing.assert_array_equal(layer.bias.mask, [False, True, True, True])
+    np.testing.assert_array_equal(layer.bias.data, [0.0, 2.0, 3.0, 4.0])
+    # without any mask every unit is alive, zero weights or not, and the bias stays unmasked
+    dense = nn.Sequential(nn.Linear(3, 2, rng=0))
+    dense[0].weight.data[:] = 0.0
+    alive = mp.prune.masks.mask_dead_units(dense, "0")
+    assert alive.dtype == bool
+    np.testing.assert_array_equal(alive, [True, True])
+    np.testing.assert_array_equal(dense[0].bias.mask, [True, True])
+    # a partly pruned unit is still alive: only a unit with *no* weight left is dead
+    part = np.ones((4, 3), bool)
+    part[2, :2] = False
+    mp.prune.apply_masks(model, {"0": part})
+    np.testing.assert_array_equal(mp.prune.masks.mask_dead_units(model, "0"),
+                                  [False, True, True, True])
+    assert layer.bias.data[2] == 3.0
+
+
+def test_a_batchnorm_belongs_to_the_layer_right_before_it():
+    """Conv → ReLU → Conv → BN: the BN normalises the *second* conv. `following_batchnorm` of the
+    first conv is None, and pruning the first conv's filters must leave that BN alone."""
+    r = np.random.default_rng(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, rng=r), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3, padding=1, rng=r), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(4 * 5 * 5, 2, rng=r), nn.BatchNorm1d(2))
+    assert following_batchnorm(model, "0") is None
+    assert following_batchnorm(model, "2") is model[3]
+    assert following_batchnorm(model, "6") is model[7]
+    model[3].bias.data[:] = 0.25
+    mp.prune.prune(model, scope={"0": 0.5}, granularity="filter")  # 2 of conv 0's 4 filters
+    assert model[3].weight.mask is None and model[3].bias.mask is None
+    np.testing.assert_array_equal(model[3].weight.data, 1.0)
+    np.testing.assert_array_equal(model[3].bias.data, 0.25)
+    # the criterion that reads a layer's BatchNorm refuses a layer without one
+    with pytest.raises(ValueError, match="BatchNorm after layer '0'"):
+        mp.prune.prune(model, scope={"0": 0.5}, granularity="filter", criterion="bn_scale")
+    # and the layer's own BN does follow it when the chain is Conv → BN
+    mp.prune.prune(model, scope={"2": 0.5}, granularity="filter")
+    dead = ~model[2].weight.mask.reshape(4, -1).any(axis=1)
+    assert dead.sum() == 2
+    np.testing.assert_array_equal(model[3].weight.mask, ~dead)
+    np.testing.assert_array_equal(model[3].bias.data, np.where(dead, 0.0, 0.25))

@@ -181,3 +181,163 @@ def test_silenced_output_units_do_no_work():
     rows = {r["layer"]: r for r in mp.prune.layer_costs(model, (1, 28, 28))}
     assert rows["classifier.1"]["macs"] == 150 * 784
     assert rows["classifier.3"]["macs"] == 100 * 150
+    # silenced or without weights, a unit is dead: the two add up, they do not replace each other
+    layer.weight.data[::2][:50] = 0   # 50 of the units the mask left alive have no weights
+    layer.bias.data[:] = 0
+    rows = {r["layer"]: r for r in mp.prune.layer_costs(model, (1, 28, 28))}
+    assert rows["classifier.3"]["macs"] == 100 * 100
+
+
+def test_flatten_keeps_each_channel_s_features_together():
+    """Flatten lays out a (16, 5, 5) map channel by channel: features 0..24 are channel 0. A dead
+    filter 0 of features.3 silences exactly those 25 inputs of classifier.1, not every 16th one.
+    Zero classifier.1's columns 0..24 (channel 0) by hand as well: they overlap the dead inputs
+    completely, so only 120 · 375 multiply-adds remain (interleaving would leave 120 · 351)."""
+    model = mp.models.lenet5(seed=0)
+    keep = np.ones(16, bool)
+    keep[0] = False
+    mp.prune.apply_masks(model, {"features.3": np.broadcast_to(keep[:, None, None, None],
+                                                                (16, 6, 5, 5))})
+    mp.prune.masks.mask_dead_units(model, "features.3")
+    cols = np.ones((120, 400), bool)
+    cols[:, :25] = False
+    mp.prune.apply_masks(model, {"classifier.1": cols})
+    rows = {r["layer"]: r for r in mp.prune.layer_costs(model, (1, 28, 28))}
+    assert rows["features.3"]["macs"] == 15 * 6 * 25 * 100
+    assert rows["classifier.1"]["macs"] == 120 * 375
+    # the dead channel 1 instead: its features 25..49 are dead too, on top of the zero columns
+    model = mp.models.lenet5(seed=0)
+    keep = np.ones(16, bool)
+    keep[1] = False
+    mp.prune.apply_masks(model, {"features.3": np.broadcast_to(keep[:, None, None, None],
+                                                                (16, 6, 5, 5)),
+                                 "classifier.1": cols})
+    mp.prune.masks.mask_dead_units(model, "features.3")
+    rows = {r["layer"]: r for r in mp.prune.layer_costs(model, (1, 28, 28))}
+    assert rows["classifier.1"]["macs"] == 120 * 350
+
+
+def test_a_zero_weight_unit_with_a_live_bias_still_feeds_the_next_layer():
+    """Units with all weights 0 output ReLU(b): a nonzero bias keeps them alive, so the next layer
+    still does the work on their inputs; only zero weights *and* zero bias make a unit dead."""
+    model = mp.models.lenet_300_100(seed=0)
+    first = model.classifier[1]
+    first.weight.data[:100] = 0          # 100 units with no weights ...
+    first.bias.data[:] = 0.0
+    first.bias.data[:40] = 0.5           # ... 40 of them still output ReLU(0.5) = 0.5
+    rows = {r["layer"]: r for r in mp.prune.layer_costs(model, (1, 28, 28))}
+    assert rows["classifier.1"]["macs"] == 200 * 784
+    assert rows["classifier.3"]["macs"] == 100 * (300 - 60)
+    first.bias.data[:40] = 0.0
+    rows = {r["layer"]: r for r in mp.prune.layer_costs(model, (1, 28, 28))}
+    assert rows["classifier.3"]["macs"] == 100 * 200
+
+
+def hand_pruned_mlp():
+    """Linear(4, 8) → ReLU → Linear(8, 3). Units 0-3 of the first layer pruned (bias masked with
+    them), units 4-5 read +0.5·Σx + 1, units 6-7 −0.5·Σx + 1; two weights of the second pruned."""
+    r = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(4, 8, rng=r), nn.ReLU(), nn.Linear(8, 3, rng=r))
+    model[0].bias.data[:] = 1.0
+    model[0].weight.data[4:6] = 0.5
+    model[0].weight.data[6:8] = -0.5
+    keep0 = np.ones((8, 4), bool)
+    keep0[:4] = False
+    keep2 = np.ones((3, 8), bool)
+    keep2[0, :2] = False
+    mp.prune.apply_masks(model, {"0": keep0, "2": keep2})
+    mp.prune.masks.mask_dead_units(model, "0")
+    return model
+
+
+# Worked by hand: layer 0 keeps 16 of 32 weights and 4 of 8 biases (20 of 40 nonzero), 16 MACs;
+# layer 2 keeps 22 of 24 weights, zero bias (22 of 27), and reads only inputs 4-7: 3·4 = 12 MACs;
+# all: 67 parameters, 42 nonzero, sparsity 18/56 = 0.321, 56 → 28 MACs (2×), 67/42 = 1.60×.
+# With x = 1: units 4, 5 output 3, units 6, 7 output ReLU(−1) = 0: density 2/8 after layer 0.
+REPORT = """\
+       layer          type        params       nonzero      sparsity    dense_macs          macs
+           0        Linear            40            20         0.500            32            16
+           2        Linear            27            22         0.083            24            12
+       total                          67            42         0.321            56            28
+compression ratio 1.60x, theoretical speedup 2.00x
+"""
+DENSITY = "\n".join([
+    "       layer          type        params       nonzero      sparsity    dense_macs          macs"
+    "   act_density",
+    "           0        Linear            40            20         0.500            32            16"
+    "         0.250",
+    "           2        Linear            27            22         0.083            24            12"
+    "           nan",
+    "       total                          67            42         0.321            56            28"
+    "              ",  # no density for the total
+    "compression ratio 1.60x, theoretical speedup 2.00x\n"])
+
+
+def test_report_table_worked_by_hand(capsys):
+    model = hand_pruned_mlp()
+    rows = mp.prune.report(model, (4,))
+    assert capsys.readouterr().out == REPORT
+    assert [(r["layer"], r["type"], r["params"], r["nonzero"], r["dense_macs"], r["macs"])
+            for r in rows] == [("0", "Linear", 40, 20, 32, 16), ("2", "Linear", 27, 22, 24, 12),
+                               ("total", "", 67, 42, 56, 28)]
+    assert [r["sparsity"] for r in rows] == pytest.approx([0.5, 2 / 24, 18 / 56])
+    rows = mp.prune.report(model, (4,), batch=(np.ones((2, 4), np.float32), np.zeros(2, int)))
+    assert capsys.readouterr().out == DENSITY
+    assert rows[0]["act_density"] == 0.25 and np.isnan(rows[1]["act_density"])
+
+
+def test_a_fully_pruned_model_is_infinitely_faster_in_theory(capsys):
+    model = hand_pruned_mlp()
+    mp.prune.prune(model, 1.0)
+    assert mp.prune.flops(model, (4,), effective=True) == 0
+    assert mp.prune.theoretical_speedup(model, (4,)) == float("inf")
+    mp.prune.report(model, (4,))
+    assert capsys.readouterr().out.endswith("theoretical speedup infx\n")
+    assert mp.prune.compression_ratio(model) == 67 / 4  # the 4 live biases of layer 0 remain
+    assert mp.prune.sparsity(nn.Sequential(nn.ReLU())) == 0.0  # no prunable weights: none pruned
+
+
+def test_activation_density_is_measured_after_the_relu_that_follows_each_layer():
+    """Linear → BatchNorm → ReLU: the density is after the ReLU (a BN output is rarely 0), and
+    each layer pairs with one ReLU only (a second ReLU is not another reading)."""
+    model = nn.Sequential(nn.Linear(2, 4, rng=0), nn.BatchNorm1d(4), nn.ReLU(), nn.ReLU(),
+                          nn.Linear(4, 2, rng=0))
+    model[0].weight.data[:] = [[1, 0], [-1, 0], [0, 1], [0, -1]]
+    x = np.array([[1, 1], [1, -1], [-1, -1]], np.float32)  # positive: 2, 2 and 2 of 4 units
+    model[0].weight.data[3] = [0, 0]                       # unit 3 never fires
+    # unit 0: x0 > 0 on 2 rows, unit 1: x0 < 0 on 1, unit 2: x1 > 0 on 1, unit 3: never → 4/12
+    model.train()
+    density = mp.prune.activation_density(model, x)
+    assert density == {"0": pytest.approx(4 / 12)}
+    assert model.training is True  # measured in eval mode, then restored
+
+
+def test_layer_costs_restore_the_training_mode():
+    model = hand_pruned_mlp()
+    model.train()
+    mp.prune.layer_costs(model, (4,))
+    assert model.training is True
+    model.eval()
+    mp.prune.layer_costs(model, (4,))
+    assert model.training is False
+
+
+def test_a_layer_not_fed_by_the_previous_one_counts_all_its_inputs():
+    """Two branches reading the same input: the second layer's 4 inputs come from the data, not
+    from the first layer's 3 units, so the first layer's dead unit cannot shrink it."""
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 3, rng=0)
+            self.b = nn.Linear(4, 2, rng=1)
+
+        def forward(self, x):
+            return self.a(x).sum(axis=1, keepdims=True) + self.b(x)
+
+    model = TwoHeads()
+    keep = np.ones((3, 4), bool)
+    keep[0] = False
+    mp.prune.apply_masks(model, {"a": keep})
+    mp.prune.masks.mask_dead_units(model, "a")
+    rows = {r["layer"]: r for r in mp.prune.layer_costs(model, (4,))}
+    assert rows["a"]["macs"] == 8 and rows["b"]["macs"] == 8

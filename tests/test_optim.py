@@ -84,6 +84,37 @@ def test_adam_first_step_is_lr_times_sign():
     np.testing.assert_allclose(w, W0 - 0.01 * np.sign(GRADS[0]), rtol=1e-5)
 
 
+def test_adam_divides_by_root_v_plus_eps():
+    """A gradient of 1e-8 = eps: m̂ = g, √v̂ = g, so the first step is lr · g / (g + eps) = lr / 2."""
+    p = nn.Parameter(np.ones(3, np.float32))
+    opt = optim.Adam([p], lr=0.1, eps=1e-8)
+    p.grad = np.full(3, 1e-8)
+    opt.step()
+    np.testing.assert_allclose(p.data, 1 - 0.05, rtol=1e-6)
+
+
+def test_defaults_sgd_lr_and_the_cosine_schedule():
+    p = nn.Parameter(np.ones(2, np.float32))
+    opt = optim.SGD([p])
+    assert opt.lr == 0.01 and opt.momentum == 0 and opt.weight_decay == 0
+    p.grad = np.ones(2, np.float32)
+    opt.step()
+    np.testing.assert_allclose(p.data, 0.99, rtol=1e-7)
+    sched = optim.LRSchedule(opt, total_steps=4)  # cosine by default, to lr_min = 0
+    assert [sched.lr_at(t) for t in (0, 2, 4)] == pytest.approx([0.01, 0.005, 0.0])
+    step = optim.LRSchedule(optim.SGD([p], lr=1.0), "step", step_size=1)  # gamma 0.1 by default
+    assert [step.lr_at(t) for t in range(3)] == pytest.approx([1.0, 0.1, 0.01])
+
+
+def test_a_parameter_without_gradient_does_not_stop_the_others():
+    a, b = nn.Parameter(np.ones(2, np.float32)), nn.Parameter(np.ones(2, np.float32))
+    opt = optim.SGD([a, b], lr=1.0)
+    b.grad = np.ones(2, np.float32)  # a has none (its layer was not used)
+    opt.step()
+    np.testing.assert_array_equal(a.data, [1, 1])
+    np.testing.assert_array_equal(b.data, [0, 0])
+
+
 def test_parameters_without_grad_are_skipped_and_zero_grad_clears():
     a, b = nn.Parameter(np.ones(2, np.float32)), nn.Parameter(np.ones(2, np.float32))
     opt = optim.SGD([a, b], lr=1.0, momentum=0.9)
@@ -188,6 +219,10 @@ def _p():
     (lambda: optim.Adam(_p(), betas=(0.9, 1.0)), ValueError, "betas"),
     (lambda: optim.Adam(_p(), weight_decay=-0.1), ValueError, "weight_decay"),
     (lambda: optim.Adam(_p(), eps=-1.0), ValueError, "eps"),
+    (lambda: optim.Adam(_p(), eps=0.0), ValueError, "eps"),  # it keeps the division finite
+    (lambda: optim.LRSchedule(_opt(), "cosine", total_steps=0), ValueError, "total_steps"),
+    (lambda: optim.LRSchedule(_opt(), "cosine", total_steps=10, lr_min=-0.01), ValueError, "lr_min"),
+    (lambda: optim.LRSchedule(_opt(), "cosine", total_steps=10, lr_min=1e3), ValueError, "lr_min"),
     (lambda: optim.LRSchedule(_opt(), "linear"), ValueError, "kind"),
     (lambda: optim.LRSchedule(_opt(), "cosine"), TypeError, "total_steps"),
     (lambda: optim.LRSchedule(_opt(), "step", step_size=0), ValueError, "step_size"),

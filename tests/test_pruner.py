@@ -1,4 +1,6 @@
 """prune() (prune/pruner.py): argument validation, and pruning activations instead of weights."""
+import re
+
 import numpy as np
 import pytest
 
@@ -30,15 +32,30 @@ def batch(n=32, seed=0):
     ({"sparsity": 0.5, "target": "biases"}, ValueError, ["target", "'biases'", "activations"]),
     ({"sparsity": 0.5, "scope": "local"}, ValueError, ["scope", "'local'", "layerwise"]),
     ({"sparsity": 0.5, "criterion": "l1"}, ValueError, ["criterion", "'l1'", "magnitude"]),
-    ({"sparsity": 0.5, "granularity": "rows"}, ValueError, ["granularity", "'rows'", "filter"]),
-    ({"sparsity": 0.5, "granularity": 3}, TypeError, ["granularity"]),
+    ({"sparsity": 0.5, "granularity": "rows"}, ValueError,
+     ["granularity", "'rows'", "unstructured, filter, neuron, channel"]),
+    ({"sparsity": 0.5, "granularity": 3}, TypeError, ["granularity", "got int"]),
+    ({"sparsity": 0.5, "granularity": "kernel"}, ValueError, ["granularity", "'kernel'", "is a Linear"]),
+    ({"sparsity": 0.5, "granularity": "block5x5"}, ValueError, ["granularity", "block5x5", "(12×6)"]),
+    ({"sparsity": 0.5, "granularity": "block0x2"}, ValueError, ["granularity", "≥ 1"]),
+    ({"sparsity": 0.5, "granularity": "block2x0"}, ValueError, ["granularity", "≥ 1"]),
     ({"sparsity": 0.5, "reduce": "max"}, ValueError, ["reduce", "'max'", "l2"]),
     ({"sparsity": 0.5, "exclude": "3"}, ValueError, ["exclude", "'3'", "'4'"]),
-    ({"sparsity": 0.5, "criterion": "gradient", "batch": [1, 2]}, TypeError, ["batch"]),
+    ({"sparsity": 0.5, "criterion": "gradient", "batch": [1, 2]}, TypeError, ["batch", "got list"]),
+    ({"sparsity": 0.5, "criterion": "gradient", "batch": (np.array(1.0), np.array(1))}, ValueError,
+     ["batch", "x of shape ()", "at least one example"]),
     ({"sparsity": 0.5, "criterion": "gradient"}, ValueError, ["batch", "gradient"]),
     ({"sparsity": 0.3, "granularity": "1:2"}, ValueError, ["sparsity", "1:2", "0.3", "0.5"]),
     ({"scope": {"0": 2.0}}, ValueError, ["scope", "2.0"]),
-    ({"scope": {"9": 0.5}}, ValueError, ["'9'"]),
+    ({"scope": {"9": 0.5}}, ValueError, ["scope", "'9'", "prunable layers"]),
+    ({"scope": {0: 0.5}}, TypeError, ["scope", "strings", "0"]),
+    ({"sparsity": 0.5, "criterion": "fpgm"}, ValueError,
+     ["criterion", "'fpgm'", "granularity='filter'", "not 'unstructured'", "'magnitude'"]),
+    ({"granularity": "1:2", "reduce": "l2"}, ValueError, ["reduce", "'l2'", "ignored"]),
+    ({"sparsity": 0.5, "target": "activations", "batch": batch(), "scope": "layerwise",
+      "normalize": True}, ValueError, ["normalize", "ignored", "layerwise"]),
+    ({"sparsity": 0.5, "target": "activations", "batch": batch(), "normalize": "no"}, TypeError,
+     ["normalize"]),
     # arguments that would be ignored are errors
     ({"sparsity": 0.9, "scope": {"0": 0.5}}, ValueError, ["sparsity", "0.9", "ignored", "None"]),
     ({"scope": {}}, ValueError, ["scope", "empty"]),
@@ -65,7 +82,7 @@ def batch(n=32, seed=0):
     # empty data for a data-driven criterion
     ({"sparsity": 0.5, "criterion": "gradient", "batch": (np.zeros((0, 6), np.float32),
                                                           np.zeros(0, int))},
-     ValueError, ["batch", "(0, 6)", "at least one example"]),
+     ValueError, ["batch", "(0, 6) and y of shape (0,)", "at least one example"]),
     ({"sparsity": 0.5, "criterion": "taylor", "batch": [batch(), (np.zeros((0, 6), np.float32),
                                                                   np.zeros(0, int))]},
      ValueError, ["batch 1", "at least one example"]),
@@ -76,6 +93,11 @@ def test_prune_rejects_bad_arguments(kwargs, err, words):
         mp.prune.prune(model, **kwargs)
     for w in words:
         assert w in str(e.value), (w, str(e.value))
+    # the message starts with the argument it is about: "sparsity: ...", "scope['0']: ..."
+    argument = re.match(r"^(\w+)(\['\w+'\])?: ", str(e.value))
+    assert argument and argument[1] in set(kwargs) | {"batch"}, str(e.value)
+    if "'fpgm'" in words:  # the list of weight-level criteria, without the unit-level ones
+        assert "'fpgm'" not in str(e.value).split("weight-level criteria are")[1]
     assert all(p.mask is None for p in model.parameters())  # nothing half-done
 
 
@@ -135,6 +157,154 @@ def test_prune_is_deterministic_with_ties():
     for n in a:
         np.testing.assert_array_equal(a[n], b[n])
     assert sum((~m).sum() for m in a.values()) == round(0.5 * (72 + 96 + 24))
+
+
+def test_arguments_are_checked_before_any_scoring():
+    """A bad scope is refused before the criterion runs: no work is done for a call that fails."""
+    calls = []
+
+    def scores(model, layers, batch):
+        calls.append(1)
+        return {n: np.abs(m.weight.data) for n, m in layers.items()}
+
+    for bad in ("local", "Global", 3):
+        with pytest.raises(ValueError, match="^scope: "):
+            mp.prune.prune(mlp(), 0.5, criterion=scores, scope=bad)
+    assert calls == []
+
+
+class ShapeOnly:
+    """A callable object (no __name__) returning scores of the wrong shape."""
+
+    def __call__(self, model, layers, batch):
+        return {n: np.ones(3) for n in layers}
+
+
+def test_criterion_errors_name_the_user_s_callable():
+    def my_scores(model, layers, batch):
+        return {n: np.ones(3) for n in layers}
+
+    with pytest.raises(ValueError, match=r"^criterion: my_scores returned shape \(3,\) for '0'"):
+        mp.prune.prune(mlp(), 0.5, criterion=my_scores)
+    with pytest.raises(ValueError, match=r"^criterion: ShapeOnly returned shape \(3,\)"):
+        mp.prune.prune(mlp(), 0.5, criterion=ShapeOnly())
+
+    def nan_scores(model, layers, batch):
+        return {n: np.full(m.weight.shape, np.nan) for n, m in layers.items()}
+
+    # finite weights: no hint about diverged training
+    with pytest.raises(ValueError, match=r"^criterion: nan_scores returned NaN scores for '0'$"):
+        mp.prune.prune(mlp(), 0.5, criterion=nan_scores)
+    model = mlp()
+    model[0].weight.data[0, 0] = np.inf
+    with pytest.raises(ValueError, match="did training diverge"):
+        mp.prune.prune(model, 0.5, criterion=nan_scores)
+
+
+def test_pruning_again_counts_what_is_already_pruned_whatever_the_new_scores():
+    """Random scores do not rank the pruned weights lowest; they still count toward the new
+    sparsity: 50% then 75% of 192 weights is exactly 144 pruned, the first 96 among them."""
+    model = mlp()
+    first = mp.prune.prune(model, 0.5, criterion="random", seed=0)
+    second = mp.prune.prune(model, 0.75, criterion="random", seed=1)
+    assert sum((~m).sum() for m in first.values()) == 96
+    assert sum((~m).sum() for m in second.values()) == 144
+    assert not any(np.any(second[n] & ~first[n]) for n in first)
+
+
+def test_n_m_after_unstructured_pruning_keeps_the_best_live_weights_per_group():
+    """1:2 after 50% unstructured pruning: in each pair, a weight pruned before stays pruned and
+    the pair keeps its larger *live* weight (a pair with no live weight keeps none)."""
+    model = mlp()
+    layer = model[0]
+    before = mp.prune.prune(model, scope={"0": 0.5})["0"]
+    w = np.abs(layer.weight.data.copy()).reshape(-1, 2)
+    alive = before.reshape(-1, 2)
+    mp.prune.prune(model, granularity="1:2", exclude=["2", "4"])
+    after = layer.weight.mask.reshape(-1, 2)
+    assert np.all(after.sum(axis=1) == np.minimum(alive.sum(axis=1), 1))
+    both = alive.all(axis=1)
+    best = np.argmax(w, axis=1)
+    assert np.all(after[both, best[both]])
+    assert not np.any(after & ~alive)
+
+
+@pytest.mark.parametrize("r,c", [(2, 4), (4, 2), (1, 3), (3, 1)])
+def test_block_pruning_removes_whole_r_by_c_tiles(r, c):
+    """Linear(12 → 12) as a 12×12 matrix: blockRxC groups R×C tiles; half of them go, whole."""
+    model = nn.Sequential(nn.Linear(12, 12, rng=0))
+    mask = mp.prune.prune(model, 0.5, granularity=f"block{r}x{c}")["0"]
+    tiles = mask.reshape(12 // r, r, 12 // c, c)
+    assert np.all(tiles.all(axis=(1, 3)) | ~tiles.any(axis=(1, 3)))  # each tile all in or all out
+    assert (~tiles.any(axis=(1, 3))).sum() == (144 // (r * c)) // 2
+
+
+def test_filter_pruning_again_counts_the_filters_already_gone():
+    model = mlp()
+    first = mp.prune.prune(model, 0.5, granularity="filter", scope="layerwise", criterion="random",
+                           seed=0)
+    second = mp.prune.prune(model, 0.75, granularity="filter", scope="layerwise",
+                            criterion="random", seed=1)
+    for n, rows in (("0", 12), ("2", 8), ("4", 3)):
+        dead1, dead2 = ~first[n].any(axis=1), ~second[n].any(axis=1)
+        assert dead2.sum() == round(0.75 * rows) and np.all(dead2[dead1])
+
+
+def unit_scores(model, layers, batch, *, scale):
+    """A unit-level criterion with a required option: layer '0' scores 1..12, '2' 100·(1..8),
+    '4' 1000·(1..3), times `scale`."""
+    base = {"0": 1.0, "2": 100.0, "4": 1000.0}
+    return {n: scale * base[n] * np.arange(1, m.weight.shape[0] + 1) for n, m in layers.items()}
+
+
+unit_scores.level = "unit"
+
+
+def test_activation_pruning_ranks_globally_with_or_without_normalisation():
+    """23 units, 50% → 12 silenced (round(11.5) = 12). Raw scores: layer '0' (1..12) is the lowest,
+    so all of it goes. Layer-normalised (the default) each layer's scores are divided by their
+    L2 norm and the cut spreads over the layers. The option `scale` reaches the criterion."""
+    raw = mp.prune.prune(mlp(), 0.5, target="activations", criterion=unit_scores, normalize=False,
+                         scale=2.0)
+    assert (~raw["0"]).sum() == 12 and raw["2"].all() and raw["4"].all()
+    normed = mp.prune.prune(mlp(), 0.5, target="activations", criterion=unit_scores, scale=2.0)
+    # normalised: '0' → k/√650, '2' → k/√204, '4' → k/√14; the 12 lowest of the 23 values
+    values = np.concatenate([np.arange(1, 13) / np.sqrt(650), np.arange(1, 9) / np.sqrt(204),
+                             np.arange(1, 4) / np.sqrt(14)])
+    cut = np.sort(values)[11]
+    for n, k in (("0", 12), ("2", 8), ("4", 3)):
+        norm = {"0": np.sqrt(650), "2": np.sqrt(204), "4": np.sqrt(14)}[n]
+        np.testing.assert_array_equal(normed[n], np.arange(1, k + 1) / norm > cut)
+    # called directly, prune_activations defaults to the 'activation' criterion, global scope
+    x, y = batch()
+    a = mp.prune.prune_activations(mlp(), 0.5, batch=(x, y))
+    b = mp.prune.prune(mlp(), 0.5, target="activations", criterion="activation", scope="global",
+                       batch=(x, y))
+    for n in a:
+        np.testing.assert_array_equal(a[n], b[n])
+    only = mp.prune.prune_activations(mlp(), 0.5, criterion=unit_scores, exclude=["0"], scale=1.0)
+    assert set(only) == {"2", "4"}
+
+
+def test_activation_pruning_again_keeps_what_is_silenced_and_lands_exactly():
+    """Silence units 0-2 of layer '0', then prune 50% of it with scores that rank those three
+    *highest*: they stay silenced and count toward the 6, so only units 0-5 end up silenced."""
+    model = mlp()
+
+    def reversed_scores(model, layers, batch):
+        return {n: np.arange(m.weight.shape[0], 0, -1, dtype=float) for n, m in layers.items()}
+
+    reversed_scores.level = "unit"
+
+    def increasing(model, layers, batch):
+        return {n: np.arange(m.weight.shape[0], dtype=float) for n, m in layers.items()}
+
+    increasing.level = "unit"
+    mp.prune.prune(model, scope={"0": 0.25}, target="activations", criterion=increasing)
+    np.testing.assert_array_equal(model[0].output_mask, np.arange(12) >= 3)
+    mp.prune.prune(model, scope={"0": 0.5}, target="activations", criterion=reversed_scores)
+    # 6 silenced: the 3 from before plus the 3 lowest of the rest (units 9, 10, 11)
+    np.testing.assert_array_equal(model[0].output_mask, (np.arange(12) >= 3) & (np.arange(12) < 9))
 
 
 # --- static activation pruning ----------------------------------------------------------------------
@@ -244,6 +414,31 @@ def test_activation_sparsity_keeps_top_k_per_example(k, kept):
 def test_activation_sparsity_validates_k(k, exc):
     with pytest.raises(exc, match="^k: "):
         mp.prune.activation_sparsity(mlp(), k)
+
+
+def test_activation_sparsity_on_conv_feature_maps():
+    """On a (batch, channels, h, w) map the top-k runs over each example's whole map, its shape
+    unchanged; a fraction too small for one unit still keeps one; remove() twice is harmless."""
+    r = np.random.default_rng(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, rng=r), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(2 * 4 * 4, 3, rng=r))
+    x = r.normal(size=(5, 1, 4, 4)).astype(np.float32)
+    seen = []
+    hooks = mp.prune.activation_sparsity(model, 3)
+    mine = model[1].register_forward_hook(lambda m, i, o: seen.append(o.data.copy()))
+    model(mp.Tensor(x))
+    assert seen[0].shape == (5, 2, 4, 4)
+    assert np.all((seen[0].reshape(5, -1) != 0).sum(axis=1) <= 3)
+    hooks.remove()
+    hooks.remove()
+    assert hooks.handles == []
+    mine.remove()
+    hooks = mp.prune.activation_sparsity(model, 0.01)   # 0.01 · 32 rounds to 0: keep 1
+    model[1].register_forward_hook(lambda m, i, o: seen.append(o.data.copy()))
+    seen.clear()
+    model(mp.Tensor(x))
+    assert np.all((seen[0].reshape(5, -1) != 0).sum(axis=1) <= 1)
+    hooks.remove()
 
 
 def test_activation_sparsity_takes_numpy_scalars():

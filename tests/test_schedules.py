@@ -1,5 +1,6 @@
 """Schedules: exact sparsity trajectories, rewinding bit for bit, scratch re-initialisation."""
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -154,6 +155,53 @@ def test_lottery_rewinds_to_init_and_to_step_k(digits, rewind_to):
     assert h[-1]["sparsity"] == h[-2]["sparsity"] == exact(model, 0.8)
 
 
+def test_lottery_control_is_the_ticket_s_mask_with_fresh_weights():
+    """The control trains the *same mask* from *new* random weights: a copy of the model (the
+    ticket stays the ticket), Kaiming-normal std √(2/fan_in) wherever the mask is alive, zeros
+    where it is not, zero biases, BatchNorm back to γ=1, β=0, μ=0, σ²=1. Training is faked
+    (it doubles the weights and shifts the BN statistics), so each call's start is known."""
+    r = np.random.default_rng(0)
+    model = mp.nn.Sequential(mp.nn.Linear(100, 200, rng=r), mp.nn.BatchNorm1d(200), mp.nn.ReLU(),
+                             mp.nn.Linear(200, 10, rng=r))
+    calls = []
+
+    def train(m, epochs=None, callbacks=()):
+        calls.append((m, copy.deepcopy(m)))
+        state = SimpleNamespace(model=m, step=0)
+        for cb in callbacks:
+            cb.on_train_begin(state)
+        for p in m.parameters():
+            p.data[:] = 2 * p.data + 0.1
+            if p.mask is not None:
+                p.data[~p.mask] = 0
+        m[1].running_mean[:] += 3.0
+        m[1].running_var[:] = 2.0
+
+    h = S.lottery(model, 0.8, 2, train=train)
+    assert len(calls) == 4 and all(c[0] is model for c in calls[:3])
+    control, start = calls[3]
+    assert control is not model
+    assert [r["kind"] for r in h] == ["ticket"] * 3 + ["reinit"]
+    assert h[-1]["sparsity"] == h[-2]["sparsity"] == exact(model, 0.8)
+    init = calls[0][1]  # the weights lottery rewinds to
+    for name in ("0", "3"):
+        w, ticket, w0 = start[int(name)].weight, model[int(name)].weight, init[int(name)].weight
+        np.testing.assert_array_equal(w.mask, ticket.mask)
+        alive = w.mask
+        assert np.all(w.data[~alive] == 0)
+        assert np.all(w.data[alive] != ticket.data[alive])   # not the trained ticket
+        assert np.all(w.data[alive] != w0.data[alive])       # nor its initialisation
+        assert np.all(start[int(name)].bias.data == 0)
+    std = np.sqrt(2 / 100)  # Kaiming normal for ReLU, fan_in 100; 4,000 live weights
+    assert abs(start[0].weight.data[start[0].weight.mask].std() / std - 1) < 0.1
+    bn = start[1]
+    for got, want in ((bn.weight.data, 1.0), (bn.bias.data, 0.0), (bn.running_mean, 0.0),
+                      (bn.running_var, 1.0)):
+        np.testing.assert_array_equal(got, want)
+    # the ticket's own BatchNorm was not reset by building the control
+    np.testing.assert_array_equal(model[1].running_var, 2.0)
+
+
 def test_lottery_validates(digits):
     with pytest.raises(ValueError, match="rewind_to"):
         S.lottery(mp.models.lenet_300_100(), 0.5, 1, train=lambda *a, **k: None, rewind_to=-1)
@@ -175,14 +223,53 @@ def test_scratch_reinitialises_every_surviving_weight_and_keeps_masks():
                                       old[n].mask if old[n].mask is not None else 0)
 
 
-def test_finetune_keeps_weights_and_scratch_b_budget(digits):
+def test_finetune_trains_the_surviving_weights_as_they_are(digits):
+    """mode="finetune" hands `train` the pruned model itself, weights and masks untouched, with
+    the callable's own epoch budget (epochs=None); the history says which mode ran."""
     model = mp.models.lenet_300_100(seed=0)
     mp.prune.prune(model, 0.5, granularity="filter", scope="layerwise", exclude=["classifier.5"])
+    before = copy.deepcopy(model)
+    seen = []
+    h = S.retrain(model, "finetune", val=digits[1],
+                  train=lambda m, epochs=None: seen.append((m, epochs, copy.deepcopy(m))))
+    assert len(seen) == 1 and seen[0][0] is model and seen[0][1] is None
+    got = dict(seen[0][2].named_parameters())
+    for n, p in before.named_parameters():
+        np.testing.assert_array_equal(got[n].data, p.data)
+        np.testing.assert_array_equal(got[n].mask if got[n].mask is not None else 0,
+                                      p.mask if p.mask is not None else 0)
+    assert [r["phase"] for r in h] == ["pruned", "finetune"] and h[1]["epochs"] is None
+    pruned = 150 * 784 + 50 * 300  # half of each hidden layer's neurons, classifier.5 dense
+    assert h[0]["sparsity"] == h[1]["sparsity"] == pytest.approx(pruned / 266200)
+    assert h[0]["accuracy"] == evaluate_acc(before, digits[1])
+    # a real fine-tuning step moves the survivors and leaves every pruned weight at 0
+    S.retrain(model, "finetune", train=S.trainer(digits[0], 1, lr=0.01, batch_size=128))
+    for n, p in model.named_parameters():
+        if p.mask is not None:
+            assert np.all(p.data[~p.mask] == 0), n
+    assert not np.array_equal(model.classifier[1].weight.data, before.classifier[1].weight.data)
+    assert mp.prune.sparsity(model) == pytest.approx(pruned / 266200)
+
+
+def evaluate_acc(model, data):
+    return mp.train.evaluate(model, data).accuracy
+
+
+@pytest.mark.parametrize("s,epochs", [
+    # dense 784·300 + 300·100 + 100·10 = 266,200 multiply-adds
+    (0.25, 5),  # 225·784 + 75·225 + 10·75 = 194,025 left: 1.372× → round(4 · 1.372) = 5
+    (0.5, 8),   # 150·784 + 50·150 + 10·50 = 125,600 left: 2.119×, capped at 2 → 8
+])
+def test_scratch_b_trains_for_the_flop_saving(s, epochs):
+    model = mp.models.lenet_300_100(seed=0)
+    mp.prune.prune(model, s, granularity="filter", scope="layerwise", exclude=["classifier.5"])
     epochs_seen = []
-    S.retrain(model, "scratch", budget="B", dense_epochs=4,
-              train=lambda m, epochs=None: epochs_seen.append(epochs))
-    speedup = mp.prune.theoretical_speedup(model, (1, 28, 28))
-    assert epochs_seen == [max(1, round(4 * min(speedup, 2.0)))]
+    h = S.retrain(model, "scratch", budget="B", dense_epochs=4,
+                  train=lambda m, epochs=None: epochs_seen.append(epochs))
+    assert epochs_seen == [epochs] and h[-1]["epochs"] == epochs and h[-1]["phase"] == "scratch"
+    seen = []
+    S.retrain(model, "scratch", train=lambda m, epochs=None: seen.append(epochs))  # Scratch-E
+    assert seen == [None]
     with pytest.raises(ValueError, match="mode"):
         S.retrain(model, "bogus", train=lambda m, e=None: None)
     with pytest.raises(ValueError, match="dense_epochs"):
@@ -199,3 +286,155 @@ def test_rewind_keeps_activation_masks(digits):
     assert before.keys() == after.keys() and before
     for n in before:
         np.testing.assert_array_equal(before[n], after[n])
+
+
+# --- every schedule's history, worked out on a small net with a fake trainer ----------------------
+def small_mlp(seed=0):
+    r = np.random.default_rng(seed)
+    return mp.nn.Sequential(mp.nn.Linear(6, 12, rng=r), mp.nn.ReLU(), mp.nn.Linear(12, 8, rng=r),
+                            mp.nn.ReLU(), mp.nn.Linear(8, 3, rng=r))
+
+
+VAL = (np.random.default_rng(5).normal(size=(40, 6)).astype(np.float32),
+       np.random.default_rng(6).integers(0, 3, 40))
+
+
+def rows(history):
+    return [(r["step"], r["phase"]) for r in history]
+
+
+def assert_measured(history_row, model):
+    """A history row's accuracy and loss are those of `model` on VAL at that moment."""
+    acc, loss = mp.train.evaluate(model, VAL)
+    assert history_row["accuracy"] == acc and history_row["loss"] == loss
+
+
+def filter_shaped(model):
+    """Every layer's mask is whole rows (filters) kept or pruned."""
+    return all(np.all(m.all(axis=1) | ~m.any(axis=1)) for m in mp.prune.get_masks(model).values())
+
+
+def shift(model):
+    """A fake training step: every live weight moves by 0.01 (pruned weights stay 0)."""
+    for p in model.parameters():
+        p.data += 0.01
+        if p.mask is not None:
+            p.data[~p.mask] = 0
+
+
+def test_one_shot_and_iterative_histories_and_pruning_arguments():
+    model = small_mlp()
+    snapshots = []
+    h = S.one_shot(model, 0.5, finetune=lambda m: (shift(m), snapshots.append(copy.deepcopy(m))),
+                   val=VAL, granularity="filter", scope="layerwise")
+    assert rows(h) == [(0, "trained"), (1, "pruned"), (1, "finetuned")]
+    assert filter_shaped(model)
+    assert_measured(h[2], snapshots[0])
+    assert h[0]["sparsity"] == 0.0 and h[1]["sparsity"] == h[2]["sparsity"]
+    # 12, 8, 3 neurons: 6, 4, 2 pruned → (6·6 + 4·12 + 2·8) / (72 + 96 + 24) of the weights
+    assert h[1]["sparsity"] == pytest.approx((36 + 48 + 16) / 192)
+
+    model = small_mlp()
+    h = S.iterative(model, 0.75, 2, finetune=shift, val=VAL, granularity="filter",
+                    scope="layerwise")
+    assert rows(h) == [(0, "trained"), (1, "pruned"), (1, "finetuned"), (2, "pruned"),
+                       (2, "finetuned")]
+    assert filter_shaped(model)
+    assert_measured(h[-1], model)
+    assert all("accuracy" in r for r in h)
+    h = S.iterative(small_mlp(), 0.75, 2)  # no val, no finetune
+    assert rows(h) == [(0, "trained"), (1, "pruned"), (2, "pruned")]
+    assert "accuracy" not in h[0]
+
+
+def test_at_init_history_iterations_and_pruning_arguments():
+    model = small_mlp()
+    h = S.at_init(model, 0.5, criterion="magnitude", train=shift, val=VAL, scope="layerwise")
+    assert rows(h) == [(0, "pruned_at_init"), (1, "trained")]
+    assert h[0]["criterion"] == "magnitude" and h[0]["iterations"] == 1
+    for m in mp.prune.get_masks(model).values():  # layerwise: each layer exactly half
+        assert (~m).sum() == m.size // 2
+    assert_measured(h[1], model)
+    h = S.at_init(small_mlp(), 0.5, criterion="synflow", input_shape=(6,))
+    assert h[0]["iterations"] == 100 and h[0]["criterion"] == "synflow"
+    assert rows(h) == [(0, "pruned_at_init")]
+    with pytest.raises(ValueError, match="^iterations: "):
+        S.at_init(small_mlp(), 0.5, criterion="magnitude", iterations=0)
+    with pytest.raises(TypeError, match="^train: "):
+        S.at_init(small_mlp(), 0.5, criterion="magnitude", train="fit")
+
+
+def test_lottery_history_and_pruning_arguments():
+    model = small_mlp()
+
+    def train(m, epochs=None, callbacks=()):
+        for cb in callbacks:
+            cb.on_train_begin(SimpleNamespace(model=m, step=0))
+        shift(m)
+
+    h = S.lottery(model, 0.75, 2, train=train, val=VAL, scope="layerwise")
+    assert rows(h) == [(0, "trained"), (1, "trained"), (2, "trained"), (2, "trained")]
+    assert [r["kind"] for r in h] == ["ticket"] * 3 + ["reinit"]
+    for m in mp.prune.get_masks(model).values():  # layerwise: each layer exactly 75%
+        assert (~m).sum() == round(0.75 * m.size)
+    assert_measured(h[2], model)
+    for bad, err, name in ((dict(rewind_to=-1), ValueError, "rewind_to: must be ≥ 0"),
+                           (dict(control="yes"), TypeError, "control"),
+                           (dict(seed=1.5), TypeError, "seed")):
+        calls = []
+        with pytest.raises(err, match=f"^{name}"):
+            S.lottery(small_mlp(), 0.5, 1, train=lambda m, calls=calls, **k: calls.append(1), **bad)
+        assert calls == []  # refused before any training
+    with pytest.raises(TypeError, match=r"^train: expected a callable"):
+        S.lottery(small_mlp(), 0.5, 1, train=None)
+    with pytest.raises(ValueError, match=r"^rewind_to: training ran fewer than 5 steps"):
+        S.lottery(small_mlp(), 0.5, 1, train=lambda m, **k: None, rewind_to=5)
+
+
+def test_gradual_prunes_on_its_grid_only_when_the_target_is_positive():
+    model = small_mlp()
+    ramp = S.gradual(0.5, start=1, end=7, every=3, scope="layerwise")
+    state = SimpleNamespace(model=model, step=0)
+    for t in range(0, 10):
+        state.step = t
+        ramp.on_step_end(state)
+        if t < 4:  # step 1 has target 0: nothing pruned, not even all-True masks installed
+            assert all(m.weight.mask is None for m in mp.prune.prunable_layers(model).values())
+    assert [r["step"] for r in ramp.history] == [1, 4, 7]
+    assert [r["target"] for r in ramp.history] == pytest.approx([0.0, 0.5 * (1 - 0.5 ** 3), 0.5])
+    for m in mp.prune.get_masks(model).values():  # layerwise: each layer exactly half
+        assert (~m).sum() == m.size // 2
+    for kwargs, name in ((dict(start=5, end=5), "start"), (dict(start=-1, end=5), "start"),
+                         (dict(start=0, end=-1), "end"), (dict(start=0, end=5, every=0), "every"),
+                         (dict(start=0, end=5, initial_sparsity=2.0), "initial_sparsity")):
+        with pytest.raises(ValueError, match=f"^{name}"):
+            S.gradual(0.5, **kwargs)
+    with pytest.raises(ValueError, match="^final_sparsity"):
+        S.gradual(-0.5, start=0, end=5)
+    assert S.gradual(0.5, start=0, end=5).target(0) == 0.0
+
+
+def test_reinitialize_is_seeded():
+    a = S.reinitialize(small_mlp(0), seed=3)
+    b = S.reinitialize(small_mlp(1), seed=3)
+    c = S.reinitialize(small_mlp(0), seed=4)
+    np.testing.assert_array_equal(a[0].weight.data, b[0].weight.data)
+    assert not np.array_equal(a[0].weight.data, c[0].weight.data)
+
+
+def test_schedule_arguments_are_named_when_wrong():
+    for call, name in ((lambda: S.one_shot(small_mlp(), 0.5, finetune=3), "finetune"),
+                       (lambda: S.iterative(small_mlp(), 0.5, 2, finetune=3), "finetune"),
+                       (lambda: S.sparsities_from_scan({"layers": {}}, max_drop=-0.1), "max_drop"),
+                       (lambda: S.retrain(small_mlp(), "finetune", train=None), "train"),
+                       (lambda: S.retrain(small_mlp(), "scratch", budget="C",
+                                          train=lambda m, e=None: None), "budget")):
+        with pytest.raises((ValueError, TypeError), match=f"^{name}: "):
+            call()
+
+
+def test_trainer_runs_fit_with_its_epochs_and_arguments():
+    train = S.trainer(VAL, 2, batch_size=20, lr=0.1, schedule=None)
+    history = train(small_mlp())
+    assert [r["epoch"] for r in history] == [1, 2] and all(r["lr"] == 0.1 for r in history)
+    assert [r["epoch"] for r in train(small_mlp(), 1)] == [1]  # an explicit budget wins

@@ -144,6 +144,47 @@ def test_select_directly():
         S.select(g, {"a": 1, "b": 1}, "half", "global")
 
 
+def test_select_defaults_and_edge_targets():
+    """The default scope is one global ranking of the raw scores (normalize=False): on
+    a = [1, 2, 3], b = [10, 20] a 40% cut takes a's two lowest; layer-normalised
+    (a/√14 = .27 .53 .80, b/√500 = .45 .89) it would take a[0] and b[0]."""
+    g = {"a": np.array([1.0, 2.0, 3.0]), "b": np.array([10.0, 20.0])}
+    ones = {"a": 1, "b": 1}
+    keep = S.select(g, ones, 0.4)
+    np.testing.assert_array_equal(keep["a"], [False, False, True])
+    np.testing.assert_array_equal(keep["b"], [True, True])
+    keep = S.select(g, ones, 0.4, "global", normalize=True)
+    np.testing.assert_array_equal(keep["a"], [False, True, True])
+    np.testing.assert_array_equal(keep["b"], [False, True])
+    # groups of 3 and 1 weights (11 in all): a target of a single weight still prunes the
+    # lowest group, even though it holds 3
+    keep = S.select(g, {"a": 3, "b": 1}, 1 / 11, "global")
+    np.testing.assert_array_equal(keep["a"], [False, True, True])
+    np.testing.assert_array_equal(keep["b"], [True, True])
+    # errors name the argument, and a per-layer sparsity names its layer
+    with pytest.raises(ValueError, match=r"^scope: an empty dict"):
+        S.select(g, ones, None, {})
+    with pytest.raises(ValueError, match=r"^scope\['a'\]"):
+        S.select(g, ones, None, {"a": 1.5})
+    with pytest.raises(ValueError, match=r"^sparsity"):
+        S.check_sparsity(-0.1)
+
+
+def test_layer_norm_of_all_zero_scores_stays_zero():
+    """A layer whose live groups all score 0 has no scale to divide by: its scores stay 0 (not
+    0/0 = NaN), and a norm below 1 still scales up to unit length."""
+    v = S.layer_norm(np.array([0.0, -np.inf, 0.0]))
+    np.testing.assert_array_equal(v, [0.0, -np.inf, 0.0])
+    np.testing.assert_allclose(S.layer_norm(np.array([0.03, 0.04])), [0.6, 0.8])
+    np.testing.assert_array_equal(S.layer_norm(np.array([-np.inf, -np.inf])), [-np.inf, -np.inf])
+
+
+def test_lowest_marks_exactly_the_k_smallest():
+    x = np.random.default_rng(0).permutation(20).astype(np.float64)  # 0 … 19, no ties
+    for k in range(21):
+        np.testing.assert_array_equal(S.lowest(x, k), x < k)
+
+
 def test_lowest_is_exact_and_deterministic_on_ties():
     x = np.array([3.0, 1.0, 1.0, 1.0, 2.0])
     for k in range(6):
@@ -267,6 +308,19 @@ def test_sensitivity_scan_shapes_and_baseline(trained):
     only = mp.prune.sensitivity_scan(model, data, sparsities=(0.5,), progress=False, exclude="3",
                                      granularity="filter")
     assert list(only["layers"]) == ["1"]
+    trial = copy.deepcopy(model)  # the pruning arguments reach prune(): filters, not weights
+    mp.prune.prune(trial, scope={"1": 0.5}, granularity="filter")
+    assert only["layers"]["1"] == [mp.train.evaluate(trial, data).accuracy]
+
+
+def test_sensitivity_scan_arguments_are_named_when_wrong(trained):
+    model, data = trained
+    for kwargs, err, name in ((dict(progress="yes"), TypeError, "progress"),
+                              (dict(sparsities=(0.5, 1.5)), ValueError, r"sparsities\[1\]"),
+                              (dict(sparsity=0.5), ValueError, "sparsity: the scan sets"),
+                              (dict(scope="global"), ValueError, "scope: the scan sets")):
+        with pytest.raises(err, match=f"^{name}"):
+            mp.prune.sensitivity_scan(model, data, **kwargs)
 
 
 def test_sparsities_from_scan_picks_largest_within_drop():

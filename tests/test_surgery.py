@@ -32,8 +32,24 @@ def test_compact_keeps_the_outputs(name, granularity):
                    exclude=exclude)
     small = surgery.compact(model)
     np.testing.assert_allclose(_outputs(small), _outputs(model), rtol=1e-4, atol=1e-5)
-    assert mp.prune.count_params(small) <= mp.prune.count_params(model)
-    # (unstructured and 2:4 pruning can still leave an input column that no row reads: it goes)
+    widths = [m.weight.shape[:2] for m in mp.prune.prunable_layers(small).values()]
+    for m in mp.prune.prunable_layers(small).values():  # the layer's sizes follow its cut weight
+        sizes = (m.out_channels, m.in_channels) if isinstance(m, mp.nn.Conv2d) else \
+            (m.out_features, m.in_features)
+        assert sizes == m.weight.shape[:2]
+    if granularity in ("filter", "neuron"):  # n − round(0.6·n) units stay; the 10 logits always
+        assert widths == WIDTHS_AFTER_60_PERCENT_FILTERS[name]
+    elif granularity == "channel":  # the units whose outgoing channel was pruned are cut
+        assert mp.prune.count_params(small) < mp.prune.count_params(model)
+    else:  # (unstructured and 2:4 pruning can still leave an input column no row reads: it goes)
+        assert mp.prune.count_params(small) <= mp.prune.count_params(model)
+
+
+WIDTHS_AFTER_60_PERCENT_FILTERS = {
+    "lenet_300_100": [(120, 784), (40, 120), (10, 40)],
+    "lenet5": [(2, 1), (6, 2), (48, 6 * 5 * 5), (34, 48), (10, 34)],
+    "conv4": [(13, 1), (13, 13), (26, 13), (26, 26), (102, 26 * 7 * 7), (10, 102)],
+}
 
 
 def test_filter_pruning_removes_exactly_the_pruned_filters():
@@ -94,6 +110,73 @@ def test_a_channel_batchnorm_shifts_away_from_zero_stays():
     small = surgery.compact(model)
     assert small.features[0].weight.shape[0] == 31
     np.testing.assert_allclose(_outputs(small), _outputs(model), rtol=1e-4, atol=1e-5)
+
+
+def test_which_batchnorm_channels_stay_worked_out_by_hand():
+    """Conv(1→9) → BN → ReLU → Conv. After BN a channel is 0 for every input (eval: (z−μ)/σ·γ + β)
+    only if: the conv outputs 0 and BN keeps 0 at 0 (β = 0 and γ = 0 or μ = 0), or BN silences
+    it (γ = 0 and β = 0), or an output_mask does. Everything else is kept."""
+    r = np.random.default_rng(0)
+    model = mp.nn.Sequential(mp.nn.Conv2d(1, 9, 3, padding=1, rng=r), mp.nn.BatchNorm2d(9),
+                             mp.nn.ReLU(), mp.nn.Conv2d(9, 2, 3, padding=1, rng=r))
+    conv, bn = model[0], model[1]
+    conv.bias.data[:] = 0.1
+    bn.weight.data[:] = 1.5
+    bn.bias.data[:] = 0.2
+    bn.running_mean[:] = 0.3
+    bn.running_var[:] = 2.0
+    for c, (dead_conv, gamma, beta, mean) in enumerate([
+            (True, 1.5, 0.0, 0.0),   # 0: BN(0) = 0                 → cut
+            (True, 0.0, 0.0, 0.3),   # 1: BN(0) = 0·… + 0 = 0       → cut
+            (True, 1.5, 0.0, 0.3),   # 2: BN(0) = −γ·μ/σ ≠ 0        → stays
+            (True, 1.5, 0.2, 0.0),   # 3: BN(0) = β                 → stays
+            (False, 0.0, 0.0, 0.3),  # 4: γ = β = 0 silences it     → cut
+            (False, 0.0, 0.2, 0.3),  # 5: constant β                → stays
+            (False, 1.5, 0.2, 0.3),  # 6: an ordinary channel, but masked below → cut
+            (True, 0.0, 1.0, 0.3),   # 7: constant β = 1            → stays
+            (True, 1.5, 0.0, 1.0)]): # 8: BN(0) = −γ·1/σ            → stays
+        if dead_conv:
+            conv.weight.data[c] = 0.0
+            conv.bias.data[c] = 0.0
+        bn.weight.data[c], bn.bias.data[c], bn.running_mean[c] = gamma, beta, mean
+    bn.output_mask = np.arange(9) != 6
+    small = surgery.compact(model)
+    assert small[0].weight.shape[0] == small[1].num_features == small[3].weight.shape[1] == 5
+    np.testing.assert_array_equal(small[1].bias.data, bn.bias.data[[2, 3, 5, 7, 8]])
+    x = r.standard_normal((3, 1, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(_outputs(small, x), _outputs(model, x), rtol=1e-5, atol=1e-6)
+
+
+def test_masks_on_pass_through_layers_and_dead_units_add_up():
+    """Linear(3→4) → ReLU → Linear(4→2): unit 1 silenced by the Linear's output_mask, unit 2 with
+    no weights and no bias, unit 3 silenced by a mask on the ReLU: only unit 0 stays."""
+    r = np.random.default_rng(0)
+    net = mp.nn.Sequential(mp.nn.Linear(3, 4, rng=r), mp.nn.ReLU(), mp.nn.Linear(4, 2, rng=r))
+    net[0].bias.data[:] = 0.5
+    net[0].output_mask = np.array([True, False, True, True])
+    net[0].weight.data[2] = 0.0
+    net[0].bias.data[2] = 0.0
+    net[1].output_mask = np.array([True, True, True, False])
+    small = surgery.compact(net)
+    assert small[0].weight.shape == (1, 3) and small[2].weight.shape == (2, 1)
+    x = r.standard_normal((4, 3)).astype(np.float32)
+    np.testing.assert_allclose(_outputs(small, x), _outputs(net, x), rtol=1e-6)
+    # a layer silenced whole keeps one unit (every layer keeps a shape), and it stays silent
+    net[0].output_mask = np.zeros(4, bool)
+    small = surgery.compact(net)
+    assert small[0].weight.shape == (1, 3)
+    np.testing.assert_array_equal(_outputs(small, x), _outputs(net, x))
+
+
+def test_only_a_later_layer_pruned_is_cut_too():
+    """Nothing to cut between the first two layers does not stop the cutting further on."""
+    model = mp.models.lenet_300_100(seed=0)
+    mp.prune.prune(model, scope={"classifier.3": 0.5}, granularity="neuron")
+    small = surgery.compact(model)
+    widths = [m.weight.shape for m in mp.prune.prunable_layers(small).values()]
+    assert widths == [(300, 784), (50, 300), (10, 50)]
+    assert small.arch is None and model.arch is not None  # a compact shape has no recipe
+    np.testing.assert_allclose(_outputs(small), _outputs(model), rtol=1e-5, atol=1e-6)
 
 
 def test_activation_pruning_output_masks_are_cut_too():
@@ -172,20 +255,73 @@ def test_unsupported_models_and_arguments_are_refused():
         def forward(self, x):
             return self.fc(x) + x
 
-    with pytest.raises(ValueError, match="model"):
+    class Square(mp.nn.Module):  # a leaf compact() has no rule for
+        def forward(self, x):
+            return x * x
+
+    with pytest.raises(ValueError, match=r"^model: compact\(\) handles chains .* got Odd$"):
         surgery.compact(Odd())
-    with pytest.raises(ValueError, match="Dropout|AvgPool|handles"):
+    with pytest.raises(ValueError, match=r"^model: compact\(\) handles chains .* got Sequential$"):
         surgery.compact(mp.nn.Sequential(mp.nn.Linear(2, 2), mp.nn.Sequential(Odd())))
+    with pytest.raises(ValueError, match=r"^model: compact\(\) does not know how to cut through "
+                                         r"\['Square'\]; it handles Conv2d, Linear, BatchNorm1d/2d"):
+        surgery.compact(mp.nn.Sequential(mp.nn.Linear(2, 2), Square(), mp.nn.Linear(2, 2)))
     model = mp.models.lenet_300_100()
     with pytest.raises(ValueError, match="input_shape"):
         surgery.measured_speedup(model, 784)
-    with pytest.raises(ValueError, match="repeats"):
-        surgery.measured_speedup(model, (1, 28, 28), repeats=0)
+    for name, bad in (("batch_size", 0), ("repeats", 0), ("batch_size", 2.5)):
+        with pytest.raises((ValueError, TypeError), match=f"^{name}: "):
+            surgery.measured_speedup(model, (1, 28, 28), **{name: bad})
 
 
-def test_measured_speedup_of_neuron_pruning_is_a_positive_ratio():
+class FakeClock:
+    """A stand-in for time.perf_counter that advances by one per multiply-add a Linear does, so
+    `measured_speedup` measures the work, exactly and on any machine."""
+
+    def __init__(self, monkeypatch):
+        self.now, self.batches, self.dtypes = 0.0, [], set()
+        forward = mp.nn.Linear.forward
+        clock = self
+
+        def counting_forward(layer, x):
+            clock.batches.append(x.shape[0])
+            clock.dtypes.add(x.data.dtype)
+            clock.now += layer.weight.size
+            return forward(layer, x)
+
+        monkeypatch.setattr(mp.nn.Linear, "forward", counting_forward)
+        monkeypatch.setattr(surgery.time, "perf_counter", lambda: clock.now)
+
+
+def test_measured_speedup_times_the_model_against_its_compact_copy(monkeypatch):
+    """LeNet-300-100 with 80% of its hidden neurons pruned: the compact copy is
+    784→60→20→10, so (with time = multiply-adds) the speedup is exactly
+    (784·300 + 300·100 + 100·10) / (784·60 + 60·20 + 20·10) = 266,200 / 48,440."""
     model = mp.models.lenet_300_100(seed=0)
     mp.prune.prune(model, 0.8, criterion="magnitude", granularity="neuron", scope="layerwise",
                    exclude="classifier.5")
-    ratio = surgery.measured_speedup(model, (1, 28, 28), batch_size=16, repeats=2)
-    assert np.isfinite(ratio) and ratio > 0     # its size is a measurement, not a test (bench/)
+    model.train()
+    clock = FakeClock(monkeypatch)
+    ratio = surgery.measured_speedup(model, (1, 28, 28), batch_size=16, repeats=3)
+    assert ratio == pytest.approx(266200 / 48440, rel=1e-12)
+    assert model.training                          # timed in eval mode, then restored
+    # both networks: one warm-up and 3 timed passes, each through 3 Linear layers, batch 16
+    assert clock.batches == [16] * (2 * 4 * 3)
+    assert clock.dtypes == {np.dtype(np.float32)}
+    # a compacted copy can be passed in; the same network against itself is 1
+    assert surgery.measured_speedup(model, (1, 28, 28), compacted=model, repeats=1,
+                                    batch_size=1) == 1.0
+    # by default: batches of 128, a warm-up and 10 timed passes per network
+    clock.batches.clear()
+    surgery.measured_speedup(model, (1, 28, 28))
+    assert clock.batches == [128] * (2 * 11 * 3)
+
+
+def test_measured_speedup_is_the_best_of_the_repeats(monkeypatch):
+    """min over repeats of each network's time: noise only ever adds time."""
+    # perf_counter before and after each timed pass: the model takes 7, 5, 6 (best 5),
+    # its compact copy 3, 2, 4 (best 2)
+    clock = iter([0, 7, 10, 15, 20, 26, 30, 33, 40, 42, 50, 54])
+    monkeypatch.setattr(surgery.time, "perf_counter", lambda: float(next(clock)))
+    model = mp.nn.Sequential(mp.nn.Flatten(), mp.nn.Linear(4, 2, rng=0))
+    assert surgery.measured_speedup(model, (4,), compacted=model, repeats=3) == 5 / 2

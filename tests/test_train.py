@@ -271,3 +271,125 @@ def test_bad_data_arguments(mnist_small):
         train.evaluate(model, [x])
     with pytest.raises(ValueError, match="batch_size"):
         train.evaluate(model, (x[:10], y[:10]), batch_size=0)
+
+
+# --- defaults, schedules and bookkeeping, on a tiny net ---------------------------------------------
+def tiny(seed=0):
+    r = np.random.default_rng(seed)
+    return mp.nn.Sequential(mp.nn.Linear(5, 7, rng=r), mp.nn.ReLU(), mp.nn.Linear(7, 3, rng=r))
+
+
+def tiny_data(n, seed=0):
+    r = np.random.default_rng(seed)
+    return r.normal(size=(n, 5)).astype(np.float32), r.integers(0, 3, n)
+
+
+class Record:
+    """A callback recording the learning rate after each step and the step count."""
+
+    def __init__(self):
+        self.lrs = []
+
+    def on_step_end(self, state):
+        self.lrs.append(state.optimizer.lr)
+
+
+@pytest.mark.parametrize("schedule,expected", [
+    # 12 examples / batch 2 = 6 steps; lr₀ = 0.05 (the default); "step" divides by 10 every 6 // 3
+    ("step", [0.05, 0.005, 0.005, 0.0005, 0.0005, 0.00005]),
+    # cosine: 0.025 · (1 + cos(π t / 6)) after step t = 1 … 6
+    ("cosine", [0.025 * (1 + np.cos(np.pi * t / 6)) for t in range(1, 7)]),
+    ("constant", [0.05] * 6),
+    (None, [0.05] * 6),
+])
+def test_fit_learning_rate_schedules_by_hand(schedule, expected):
+    rec = Record()
+    history = train.fit(tiny(), tiny_data(12), batch_size=2, schedule=schedule, callbacks=[rec],
+                        progress=False)
+    assert rec.lrs == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert history[0]["lr"] == 0.05  # the rate the epoch started with
+
+
+def test_fit_defaults_batch_64_shuffled_with_seed_0():
+    rec = Record()
+    train.fit(tiny(), tiny_data(130), callbacks=[rec], progress=False)
+    assert len(rec.lrs) == 3  # ceil(130 / 64) batches
+
+    def weights(**kw):
+        model = tiny()
+        train.fit(model, tiny_data(40), batch_size=8, schedule=None, progress=False, **kw)
+        return model[0].weight.data.copy()
+
+    default, zero, one = weights(), weights(seed=0), weights(seed=1)
+    np.testing.assert_array_equal(default, zero)
+    assert not np.array_equal(default, one)  # the seed shuffles the batches (no augment here)
+
+
+def test_train_accuracy_is_measured_on_each_batch_before_its_update():
+    """With a learning rate too small to move a float32 weight, every batch sees the initial
+    model: the epoch's train accuracy is the initial accuracy on the data (3 uneven batches)."""
+    model = tiny()
+    data = tiny_data(20)
+    expected = train.evaluate(model, data).accuracy
+    history = train.fit(model, data, lr=1e-30, batch_size=8, schedule=None, progress=False)
+    assert history[0]["train_acc"] == expected and 0 < expected < 1
+    assert 0 <= history[0]["seconds"] < 60
+
+
+class PoisonAfter:
+    """A callback that makes the weights NaN after step `k`: the next loss is NaN."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def on_step_end(self, state):
+        if state.step == self.k:
+            for p in state.model.parameters():
+                p.data[:] = np.nan
+
+
+def test_a_non_finite_loss_is_reported_at_its_step_and_the_warning_points_at_the_caller():
+    with pytest.raises(FloatingPointError, match=r"^fit: the training loss became nan at epoch 1, "
+                                                 r"step 3 \(lr 0\.05\)"):
+        train.fit(tiny(), tiny_data(12), batch_size=2, schedule=None, callbacks=[PoisonAfter(2)],
+                  progress=False)
+    with pytest.warns(RuntimeWarning, match="step 3 ") as w:
+        history = train.fit(tiny(), tiny_data(12), batch_size=2, schedule=None,
+                            callbacks=[PoisonAfter(2)], on_nonfinite="stop", progress=False)
+    assert w[0].filename != train.__file__  # stacklevel: reported where fit was called
+    assert "step 3 " in history[-1]["stopped"]
+
+
+def test_data_and_argument_errors_are_exact():
+    model = tiny()
+    with pytest.raises(ValueError, match=r"^train: x has no examples but y has 3$"):
+        train.fit(model, (np.float32(1.0), np.zeros(3, int)), progress=False)
+    with pytest.raises(ValueError, match=r"^train: x has 3 examples but y has none$"):
+        train.fit(model, (np.zeros((3, 5), np.float32), 1), progress=False)
+    with pytest.raises(TypeError, match=r"^train: expected an \(x, y\) pair .* got int$"):
+        train.fit(model, 5, progress=False)
+    data = tiny_data(3)
+    for bad, err, name in (({"lr": -0.1}, ValueError, "lr"), ({"lr": 0.0}, ValueError, "lr"),
+                           ({"weight_decay": -1.0}, ValueError, "weight_decay")):
+        with pytest.raises(err, match=f"^{name}: "):
+            train.fit(model, data, progress=False, **bad)
+    with pytest.raises(ValueError, match="^batch_size: "):
+        train.evaluate(model, data, batch_size=0)
+    one_by_one, at_once = train.evaluate(model, data, batch_size=1), train.evaluate(model, data)
+    assert one_by_one.accuracy == at_once.accuracy
+    assert one_by_one.loss == pytest.approx(at_once.loss, rel=1e-6)
+    assert len(train.fit(tiny(), data, batch_size=1, progress=False)) == 1
+    other = mp.optim.SGD(tiny().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"^optimizer: it updates none of this model's parameters"):
+        train.fit(model, data, optimizer=other, progress=False)
+
+
+def test_print_history_table(capsys):
+    train.print_history([{"epoch": 1, "loss": 0.5, "train_acc": 0.25, "lr": 0.1, "seconds": 1.5},
+                         {"epoch": 2, "loss": 0.125, "train_acc": 0.75, "lr": 0.05, "seconds": 2.0}])
+    assert capsys.readouterr().out == (
+        "    epoch       loss  train_acc         lr    seconds\n"
+        "        1     0.5000     0.2500     0.1000     1.5000\n"
+        "        2     0.1250     0.7500     0.0500     2.0000\n")
+    train.print_history([])
+    assert capsys.readouterr().out == "\n"

@@ -136,6 +136,7 @@ def snip(model, layers, batch=None):
 
     Same ranking as `gradient` (the denominator is shared by all weights); what makes it SNIP is
     *when* it is used: before training, on one batch, pruning in one shot."""
+    _require(as_batches(batch), "snip")  # so an error names snip, not the gradient it calls
     scores = gradient(model, layers, batch)
     total = sum(float(s.sum()) for s in scores.values()) or 1.0
     return {n: s / total for n, s in scores.items()}

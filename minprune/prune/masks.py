@@ -50,11 +50,13 @@ def prunable_layers(model, exclude=()) -> OrderedDict:
     return layers
 
 
-def resolve_layer_name(name: str, layers) -> str:
-    """Accept a layer name ("features.0") or its weight's name ("features.0.weight")."""
+def resolve_layer_name(name: str, layers, argument: str = "masks") -> str:
+    """Accept a layer name ("features.0") or its weight's name ("features.0.weight");
+    `argument` is the argument the name came in, for the error."""
     base = name[:-len(".weight")] if name.endswith(".weight") else name
     if base not in layers:
-        raise ValueError(f"layer name {name!r} is not one of the prunable layers {list(layers)}")
+        raise ValueError(f"{argument}: layer name {name!r} is not one of the prunable layers "
+                         f"{list(layers)}")
     return base
 
 

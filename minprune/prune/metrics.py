@@ -116,11 +116,14 @@ def flops(model, input_shape, effective=False) -> int:
     return int(sum(r["macs" if effective else "dense_macs"] for r in layer_costs(model, input_shape)))
 
 
+def _speedup(dense: int, left: int) -> float:
+    return dense / left if left else float("inf")  # nothing left to compute: infinitely faster
+
+
 def theoretical_speedup(model, input_shape) -> float:
     """Dense multiply-adds / remaining multiply-adds."""
     rows = layer_costs(model, input_shape)
-    left = sum(r["macs"] for r in rows)
-    return sum(r["dense_macs"] for r in rows) / left if left else float("inf")
+    return _speedup(sum(r["dense_macs"] for r in rows), sum(r["macs"] for r in rows))
 
 
 def activation_density(model, batch) -> dict:
@@ -165,5 +168,5 @@ def report(model, input_shape, batch=None, show=True) -> list[dict]:
             print("  ".join(f"{r[c]:>12.3f}" if isinstance(r.get(c), float) else
                             f"{r.get(c, ''):>12}" for c in cols))
         print(f"compression ratio {compression_ratio(model):.2f}x, theoretical speedup "
-              f"{total['dense_macs'] / max(total['macs'], 1):.2f}x")
+              f"{_speedup(total['dense_macs'], total['macs']):.2f}x")
     return rows + [total]

@@ -39,7 +39,7 @@ def _scope_layers(scope, sparsity, layers):
         for n, s in scope.items():
             if not isinstance(n, str):
                 raise TypeError(f"scope: layer names must be strings, got {n!r}")
-            resolved[resolve_layer_name(n, layers)] = S.check_sparsity(s, f"scope[{n!r}]")
+            resolved[resolve_layer_name(n, layers, "scope")] = S.check_sparsity(s, f"scope[{n!r}]")
         return {n: layers[n] for n in resolved}, resolved
     if not isinstance(scope, str) or scope not in S.SCOPES:
         raise ValueError(f"scope: {scope!r} is not one of {S.SCOPES} or a dict {{layer: sparsity}}")
@@ -117,11 +117,12 @@ def prune(model, sparsity=None, criterion=None, granularity=None, scope="global"
         checks.one_of(reduce, "reduce", tuple(structures.REDUCTIONS))
     layers = prunable_layers(model, exclude)
     crit = C.get_criterion(criterion)
-    who = criterion if isinstance(criterion, str) else getattr(criterion, "__name__", "criterion")
+    who = criterion if isinstance(criterion, str) else \
+        getattr(criterion, "__name__", type(criterion).__name__)  # a callable object: its class
     unit = getattr(crit, "level", "weight") == "unit"
     if unit and not gran.unit:
         raise ValueError(f"criterion: {who!r} scores whole units, so it needs granularity='filter' "
-                         f"(or 'neuron'), not {granularity!r}; weight-level criteria are "
+                         f"(or 'neuron'), not {gran.name!r}; weight-level criteria are "
                          f"{sorted(n for n in C.CRITERIA if n not in UNIT_CRITERIA)}")
     if reduce is not None and (unit or not gran.structured or gran.name == "N:M"):
         raise ValueError(f"reduce: {reduce!r} would be ignored: it combines weight scores within "
