@@ -305,6 +305,82 @@ def test_fit_refuses_a_bad_regularizer(mnist_small):
                      regularizer=lambda m: m[0].weight.sum(axis=0))
 
 
+def test_fit_says_what_the_bad_regularizer_was_or_returned(mnist_small):
+    """The messages name the type (and shape) that was given, so the student sees the mistake."""
+    data = tiny_data(mnist_small)
+
+    def fit(regularizer):
+        return lambda: mp.train.fit(tiny_model(), data, progress=False, regularizer=regularizer)
+
+    assert message(fit(0.1), TypeError) == (
+        "regularizer: expected a callable regularizer(model) -> Tensor, got float")
+    returned = "regularizer: must return a scalar Tensor (built from autograd ops), got "
+    assert message(fit(lambda m: 0.1), TypeError) == returned + "float of shape None"
+    # the conv's 8×1×3×3 weight summed over its 8 filters: not a scalar
+    assert message(fit(lambda m: m[0].weight.sum(axis=0)), TypeError) == \
+        returned + "Tensor of shape (1, 3, 3)"
+
+
 def test_docstring_examples():
     failed, tried = doctest.testmod(regularizers)
     assert tried >= 5 and failed == 0
+
+
+# --- what the messages teach -------------------------------------------------------------------
+# These refusals are part of the lesson (why a group needs several weights, why a plain chain has
+# no removable layer), so their full text is pinned, including the model's class name.
+def message(call, error, *args, **kwargs):
+    """The text of the `error` that call(*args, **kwargs) raises."""
+    with pytest.raises(error) as info:
+        call(*args, **kwargs)
+    return str(info.value)
+
+
+def test_refusals_explain_why_in_full():
+    lenet5, mlp = models.lenet5(), models.lenet_300_100()
+    assert message(lambda: group_lasso(lenet5, "layer", 0.1), ValueError) == (
+        "granularity: 'layer' groups the residual branch f of blocks computing x + f(x), and "
+        "this Classifier has none: in a plain chain every layer is the only path from its input "
+        "to its output, so zeroing one cuts the network instead of removing a layer (use a "
+        "residual model such as models.resnet_tiny)")
+    assert message(lambda: group_lasso(mlp, "kernel", 0.1), ValueError) == (
+        "granularity: 'kernel' groups exist in Conv2d layers only, and this Classifier has none "
+        "(left)")
+    assert message(lambda: group_lasso(lenet5, "unstructured", 0.1), ValueError) == (
+        f"granularity: 'unstructured' is not one of {regularizers.GRANULARITIES} (group Lasso "
+        "needs groups of several weights)")
+    assert message(lambda: slimming(lenet5, 0.1), ValueError) == (
+        "model: this Classifier has no BatchNorm layer; slimming penalises the BatchNorm "
+        "scales γ")
+    assert message(lambda: group_lasso(3, "filter", 0.1), TypeError) == (
+        "model: expected an nn.Module, got int")
+    for make in (lambda s: group_lasso(lenet5, "filter", s), lambda s: slimming(small_cnn(), s)):
+        assert message(make, ValueError, -1) == "strength: must be ≥ 0, got -1"
+
+
+def test_a_regulariser_called_on_another_model_names_itself_and_the_fix():
+    other = nn.Sequential(nn.Linear(2, 2))
+    for reg, who, names in ((group_lasso(small_cnn(), "filter", 0.1), "group_lasso", "['4']"),
+                            (slimming(small_cnn(), 0.1), "slimming", "['1']")):
+        assert message(reg, ValueError, other) == (
+            f"model: it has no {names}, which this {who} was built for; build the regulariser "
+            "for this model")
+
+
+def test_exclude_takes_one_name_or_a_list_of_names():
+    # one name as a string: the only identity block excluded leaves nothing to penalise
+    assert message(lambda: group_lasso(small_resnet(), "layer", 0.1, exclude="1"), ValueError) \
+        == "exclude: it leaves no residual block to penalise"
+    reg = group_lasso(small_cnn(), "filter", 0.1, exclude="0")
+    assert reg.names == ["4"]
+    for bad in (["1", 3], 5, None):
+        assert message(group_lasso, TypeError, small_resnet(), "layer", 0.1, exclude=bad) == \
+            f"exclude: expected a name or a list of names, got {bad!r}"
+
+
+def test_repr_says_what_is_penalised():
+    assert repr(group_lasso(models.lenet5(), "filter", 0.5)) == \
+        "group_lasso('filter', strength=0.5, 5 layers)"
+    assert repr(group_lasso(small_resnet(), "layer", 2)) == \
+        "group_lasso('layer', strength=2, 1 blocks)"
+    assert repr(slimming(models.conv4(), 0.1)) == "slimming(strength=0.1, 4 BatchNorm layers)"

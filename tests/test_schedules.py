@@ -438,3 +438,125 @@ def test_trainer_runs_fit_with_its_epochs_and_arguments():
     history = train(small_mlp())
     assert [r["epoch"] for r in history] == [1, 2] and all(r["lr"] == 0.1 for r in history)
     assert [r["epoch"] for r in train(small_mlp(), 1)] == [1]  # an explicit budget wins
+
+
+# --- every history row is measured, numbered and seeded as documented -------------------------
+def test_every_history_row_measures_the_model_at_that_moment():
+    """Each row's accuracy/loss are the model's on VAL right then: before pruning, after pruning
+    (before fine-tuning), after training; the lottery control's row is the control's own."""
+    model = small_mlp()
+    dense = copy.deepcopy(model)
+    seen = []  # the model as the fine-tuning callable receives it: pruned, not yet trained
+    h = S.one_shot(model, 0.5, finetune=lambda m: (seen.append(copy.deepcopy(m)), shift(m)),
+                   val=VAL)
+    assert_measured(h[0], dense)
+    assert_measured(h[1], seen[0])
+    assert_measured(h[2], model)
+    assert h[1]["accuracy"] != h[2]["accuracy"] or h[1]["loss"] != h[2]["loss"]  # they differ
+
+    model = small_mlp()
+    seen = []
+    h = S.at_init(model, 0.5, criterion="magnitude", val=VAL,
+                  train=lambda m: (seen.append(copy.deepcopy(m)), shift(m)))
+    assert_measured(h[0], seen[0])
+    assert_measured(h[1], model)
+
+    trained = []  # the model after each training run: ticket, ticket per round, then control
+
+    def train(m, epochs=None, callbacks=()):
+        for cb in callbacks:
+            cb.on_train_begin(SimpleNamespace(model=m, step=0))
+        shift(m)
+        trained.append(copy.deepcopy(m))
+
+    h = S.lottery(small_mlp(), 0.75, 2, train=train, val=VAL)
+    assert len(trained) == len(h) == 4
+    for row, m in zip(h, trained):
+        assert_measured(row, m)
+
+    model = small_mlp()
+    mp.prune.prune(model, 0.5)
+    before = copy.deepcopy(model)
+    h = S.retrain(model, "finetune", val=VAL, train=lambda m, epochs=None: shift(m))
+    assert_measured(h[0], before)
+    assert_measured(h[1], model)
+
+
+def test_retrain_history_steps_are_0_pruned_then_1_retrained():
+    for mode in ("finetune", "scratch"):
+        h = S.retrain(small_mlp(), mode, train=lambda m, epochs=None: None)
+        assert rows(h) == [(0, "pruned"), (1, mode)]
+
+
+def test_scratch_and_lottery_control_weights_are_reproducible_from_seed():
+    """retrain(seed=s) re-initialises with reinitialize(·, s); the lottery control with s + 1
+    (s itself would repeat a model built with seed s). Same seed, same weights."""
+    pruned = small_mlp()
+    mp.prune.prune(pruned, 0.5)
+    got = {}
+    for seed in (7, 7, 8):
+        model = copy.deepcopy(pruned)
+        S.retrain(model, "scratch", seed=seed, train=lambda m, epochs=None: None)
+        got.setdefault(seed, []).append(model)
+    want = S.reinitialize(copy.deepcopy(pruned), seed=7)
+    for a, b in zip(got[7][0].parameters(), want.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    for a, b in zip(got[7][1].parameters(), want.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    assert not np.array_equal(got[8][0][0].weight.data, want[0].weight.data)
+
+    starts = []  # what each training run starts from; the last one is the control's
+
+    def train(m, epochs=None, callbacks=()):
+        for cb in callbacks:
+            cb.on_train_begin(SimpleNamespace(model=m, step=0))
+        starts.append(copy.deepcopy(m))
+        shift(m)
+
+    ticket = small_mlp()
+    S.lottery(ticket, 0.5, 1, train=train, seed=3)
+    want = S.reinitialize(copy.deepcopy(ticket), seed=4)
+    for (n, a), b in zip(starts[-1].named_parameters(), want.parameters()):
+        np.testing.assert_array_equal(a.data, b.data, err_msg=n)
+        np.testing.assert_array_equal(a.mask, b.mask, err_msg=n)
+
+
+def test_scratch_b_epochs_floor_and_cap():
+    """epochs = max(1, round(dense_epochs · min(speedup, 2))), worked for LeNet-300-100 with
+    hidden neurons cut layer by layer (classifier.5 kept dense), dense cost 266,200 MACs."""
+    cases = [
+        # 225·784 + 75·225 + 10·75 = 194,025 left: 1.372× → round(1 · 1.372) = 1
+        (0.25, 1, 1),
+        # 75·784 + 25·75 + 10·25 = 60,925 left: 4.369×, capped at 2 → 2 (not 3 or 4)
+        (0.75, 1, 2),
+        (0.75, 3, 6),
+    ]
+    for s, dense_epochs, epochs in cases:
+        model = mp.models.lenet_300_100(seed=0)
+        mp.prune.prune(model, s, granularity="filter", scope="layerwise", exclude=["classifier.5"])
+        seen = []
+        S.retrain(model, "scratch", budget="B", dense_epochs=dense_epochs,
+                  train=lambda m, epochs=None, seen=seen: seen.append(epochs))
+        assert seen == [epochs], (s, dense_epochs)
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match=f"^dense_epochs: .*{bad}"):
+            S.retrain(small_mlp(), "scratch", budget="B", dense_epochs=bad,
+                      train=lambda m, epochs=None: None)
+
+
+@pytest.mark.parametrize("kwargs", [dict(mode="finetune", budget="B"),
+                                    dict(mode="finetune", dense_epochs=4),
+                                    dict(mode="scratch", dense_epochs=4),
+                                    dict(mode="finetune", budget="B", dense_epochs=4)])
+def test_retrain_refuses_budget_arguments_it_would_ignore(kwargs):
+    calls = []
+    with pytest.raises(ValueError, match=r"^budget/dense_epochs: only mode='scratch' with "
+                                         r"budget='B' uses them"):
+        S.retrain(small_mlp(), train=lambda m, epochs=None: calls.append(1), **kwargs)
+    assert calls == []  # refused before training
+
+
+def test_gradual_explains_an_empty_ramp_as_start_and_end():
+    """end = start = 0 is a ramp of no steps: the message is about start < end, not about end."""
+    with pytest.raises(ValueError, match=r"^start/end/every: need start < end.*got 0, 0, 1"):
+        S.gradual(0.5, start=0, end=0)

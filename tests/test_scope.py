@@ -185,6 +185,15 @@ def test_lowest_marks_exactly_the_k_smallest():
         np.testing.assert_array_equal(S.lowest(x, k), x < k)
 
 
+def test_lowest_marks_exactly_the_k_smallest_of_a_layer_sized_array():
+    """At a real layer's size NumPy's introselect no longer sorts as a side effect, so only a
+    partition at the k-th smallest (index k − 1) is right for every k (a partition at k − 2
+    leaves a wrong k-th element for 5 of these k)."""
+    x = np.random.default_rng(0).permutation(1000).astype(np.float64)  # 0 … 999, no ties
+    for k in range(1001):
+        np.testing.assert_array_equal(S.lowest(x, k), x < k, err_msg=f"k={k}")
+
+
 def test_lowest_is_exact_and_deterministic_on_ties():
     x = np.array([3.0, 1.0, 1.0, 1.0, 2.0])
     for k in range(6):
@@ -331,3 +340,17 @@ def test_sparsities_from_scan_picks_largest_within_drop():
     assert mp.prune.sparsities_from_scan(scan, max_drop=0.06) == {"a": 0.75, "b": 0.0, "c": 0.75}
     chosen = mp.prune.sparsities_from_scan(scan, max_drop=1.0)
     assert chosen == {"a": 0.9, "b": 0.9, "c": 0.9}
+
+
+def test_n_m_with_a_per_layer_dict_refuses_a_sparsity_it_would_ignore():
+    """With N:M a per-layer dict only chooses layers; a sparsity given as well is refused like
+    with every other granularity (pass None), and the chosen layer alone is pruned 2 of 4."""
+    model = mp.models.lenet_300_100(seed=0)
+    with pytest.raises(ValueError, match=r"^sparsity: 0.5 would be ignored, because "
+                                         r"scope=\{'classifier.1': 0.5\}"):
+        mp.prune.prune(model, 0.5, granularity="2:4", scope={"classifier.1": 0.5})
+    assert all(m.all() for m in mp.prune.get_masks(model).values())  # refused before pruning
+    mp.prune.prune(model, None, granularity="2:4", scope={"classifier.1": 0.5})
+    masks = mp.prune.get_masks(model)
+    assert np.all(masks["classifier.1"].reshape(-1, 4).sum(axis=1) == 2)
+    assert masks["classifier.3"].all() and masks["classifier.5"].all()

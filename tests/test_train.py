@@ -310,6 +310,20 @@ def test_fit_learning_rate_schedules_by_hand(schedule, expected):
     assert history[0]["lr"] == 0.05  # the rate the epoch started with
 
 
+@pytest.mark.parametrize("n,schedule,expected", [
+    # short runs: 1 step of cosine reaches lr_min = 0 (T = 1, not a longer horizon)
+    (2, "cosine", [0.0]),
+    # "step" divides every max(total // 3, 1) steps: every step when there are fewer than 6
+    (2, "step", [0.005]),
+    (8, "step", [0.005, 0.0005, 0.00005, 0.000005]),
+])
+def test_fit_schedules_of_runs_shorter_than_6_steps(n, schedule, expected):
+    rec = Record()
+    train.fit(tiny(), tiny_data(n), batch_size=2, schedule=schedule, callbacks=[rec],
+              progress=False)
+    assert rec.lrs == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
 def test_fit_defaults_batch_64_shuffled_with_seed_0():
     rec = Record()
     train.fit(tiny(), tiny_data(130), callbacks=[rec], progress=False)
