@@ -21,6 +21,35 @@ MNIST = (1, 28, 28)
 
 
 # --- chains: the graph answers what the old walks answered --------------------------------------
+# The old chain-only walks, kept here as the reference the graph must reproduce on chains
+# (masks, metrics and criteria now ask the graph).
+def _old_trace(model, shape):
+    """Prunable layers in the order forward hooks see them (the old `metrics._trace`)."""
+    names = {id(m): n for n, m in model.named_modules()}
+    seen = []
+    handles = [m.register_forward_hook(lambda mod, i, o: seen.append(names[id(mod)]))
+               for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    model.eval()
+    with autograd.no_grad():
+        model(Tensor(np.zeros((1, *shape), np.float32)))
+    for h in handles:
+        h.remove()
+    return [(n,) for n in seen]
+
+
+def _old_following_batchnorm(model, layer_name):
+    """The next BatchNorm in definition order before the next prunable layer (the old walk)."""
+    seen = False
+    for name, m in model.named_modules():
+        if name == layer_name:
+            seen = True
+        elif seen and isinstance(m, (nn.Conv2d, nn.Linear)):
+            return None
+        elif seen and isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            return m
+    return None
+
+
 def _chain_with_bn_everywhere():
     """BN right after a conv, BN after a ReLU, BN1d after a Linear, pooling, dropout, a flatten."""
     r = np.random.default_rng(0)
@@ -61,12 +90,12 @@ def test_chain_graph_answers_what_the_old_walks_answered(name):
     names = {id(m): n for n, m in model.named_modules()}
     graph = dependency_graph(model, shape)
     layers = masks.prunable_layers(model)
-    trace = metrics._trace(model, shape)
+    trace = _old_trace(model, shape)
     assert graph.order == tuple(n for n, *_ in trace)
     assert set(graph.units) == set(layers)
     for n, m in layers.items():
         assert graph.units[n] == m.weight.shape[0]
-        old = masks.following_batchnorm(model, n)
+        old = _old_following_batchnorm(model, n)
         assert graph.batchnorm_of(n) == (None if old is None else names[id(old)]), n
     # consumers: each layer is read by the next one in the chain, a Flatten spreading a
     # channel over (next layer's inputs / this layer's outputs) features, as surgery assumes
@@ -153,9 +182,9 @@ def test_resnet_tiny_matches_following_batchnorm_and_trace_order():
     model = models.resnet_tiny(blocks=(2, 1, 2))
     names = {id(m): n for n, m in model.named_modules()}
     graph = dependency_graph(model, MNIST)
-    assert graph.order == tuple(n for n, *_ in metrics._trace(model, MNIST))
+    assert graph.order == tuple(n for n, *_ in _old_trace(model, MNIST))
     for n in masks.prunable_layers(model):
-        old = masks.following_batchnorm(model, n)
+        old = _old_following_batchnorm(model, n)
         assert graph.batchnorm_of(n) == (None if old is None else names[id(old)])
 
 
@@ -557,3 +586,20 @@ def test_pruned_model_with_activation_hooks_has_the_same_groups():
     assert pruned.groups == dense.groups
     assert [b.after for b in pruned.blocks] == [("layer1.0.relu_out",),
                                                 ("layer1.1.relu_out", "layer1.1.masked")]
+
+
+def test_sources_and_modules_after_on_resnet_tiny():
+    """What a layer reads (one producer, a residual sum, or the input) and which per-channel
+    modules carry a layer's channels (own, or shared after the addition)."""
+    graph = dependency_graph(models.resnet_tiny(), MNIST)
+    assert graph.sources("conv1") == ((G.INPUT, 1),)
+    assert graph.sources("layer1.0.conv2") == (("layer1.0.conv1", 1),)
+    assert set(graph.sources("layer2.0.conv1")) == {("conv1", 1), ("layer1.0.conv2", 1)}
+    assert set(graph.sources("fc")) == {("layer3.0.conv2", 1), ("layer3.0.downsample.0", 1)}
+    assert graph.modules_after("conv1") == (("bn1", False), ("relu", False),
+                                            ("layer1.0.relu_out", True))
+    assert graph.modules_after("layer3.0.downsample.0") == (
+        ("layer3.0.downsample.1", False), ("layer3.0.relu_out", True), ("avgpool", True))
+    assert graph.modules_after("fc") == ()
+    lenet = dependency_graph(models.lenet5(), MNIST)
+    assert lenet.sources("classifier.1") == (("features.3", 25),)

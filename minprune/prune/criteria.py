@@ -23,7 +23,7 @@ from ..autograd import no_grad
 from ..data import DataLoader
 from ..nn import functional as fn
 from ..tensor import Tensor
-from .masks import check_input_shape, following_batchnorm
+from .masks import check_input_shape, following_batchnorm, graph_of
 
 CRITERIA: dict = {}
 
@@ -308,22 +308,20 @@ def lamp(model, layers, batch=None):
 def unit_activations(model, layers, batches):
     """{layer: post-ReLU activations of its output units, as (examples·positions, units)}.
 
-    Hooks each layer's output; the activation is taken after the layer's BatchNorm (if any) and
-    ReLU, i.e. what the next layer actually sees."""
+    Hooks each layer's output; the activation is taken after the layer's own BatchNorm (the
+    graph's `batchnorm_of`: the real module, run in eval mode) and a ReLU, i.e. what the next
+    layer sees of this layer alone — before any residual addition mixes in other layers."""
     recorded = {n: [] for n in layers}
     work = copy.deepcopy(model).eval()
     work_layers = dict(work.named_modules())
-    bns = {n: following_batchnorm(work, n) for n in layers}
+    graph = graph_of(work, np.shape(batches[0][0])[1:])
+    bns = {n: graph.batchnorm_of(n) for n in layers}
     handles = []
     for name in layers:
         def hook(module, inputs, out, name=name):
             a = out.data
             if bns[name] is not None:
-                bn = bns[name]
-                shape = (1, -1) + (1,) * (a.ndim - 2)
-                a = ((a - bn.running_mean.reshape(shape)) / np.sqrt(bn.running_var.reshape(shape)
-                                                                    + bn.eps)
-                     * bn.weight.data.reshape(shape) + bn.bias.data.reshape(shape))
+                a = work_layers[bns[name]](Tensor(a)).data
             a = np.maximum(a, 0)
             recorded[name].append(np.moveaxis(a, 1, -1).reshape(-1, a.shape[1]))
         handles.append(work_layers[name].register_forward_hook(hook))

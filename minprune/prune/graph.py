@@ -50,6 +50,7 @@ PRUNABLE = (nn.Conv2d, nn.Linear)  # layers whose output units (channels, neuron
 OUTPUT_AXIS, INPUT_AXIS = 0, 1     # a producer is cut along weight axis 0, a consumer along axis 1
 INPUT = "<input>"                  # the model's input, as a pseudo-producer: its channels stay
 OUTPUT_REASON = "it is the model output"
+INPUT_REASON = "it is tied to the model input, whose channels stay"
 
 # What a step does to the channels on axis 1 of its input. By module type (first match) ...
 _MODULE_KINDS = (
@@ -108,6 +109,12 @@ class Group:
     @property
     def prunable(self) -> bool:
         return not self.blocked
+
+    @property
+    def coupled(self) -> bool:
+        """More than one layer (or the model input) share these channels: a unit mask on one
+        layer alone would split them."""
+        return len(self.producers) > 1 or INPUT_REASON in self.blocked
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,7 @@ def _run_hooked(model, input_shape):
                requires_grad=True)  # so every op on the data is recorded, frozen weights or not
     model.eval()
     try:
-        with _recording():
+        with _recording(), np.errstate(all="ignore"):  # only the shapes matter here
             out = model(x)
     except ValueError as error:
         raise ValueError(f"input_shape: the model cannot run on inputs of shape {x.shape}: "
@@ -355,6 +362,7 @@ class _Found:
         self.consumers = defaultdict(list)
         self.blocked = defaultdict(list)
         self.shared_batchnorms = []  # (a producer, BN) for BatchNorms after an addition
+        self.passes = defaultdict(list)  # per-channel modules its channels go through (joined?)
         self.groups = _UnionFind()
 
 
@@ -380,6 +388,9 @@ def _read(step, sources, found) -> _Source | None:
         return _Source(producers, source.span, joined=True)
     if step.kind == "reshape":
         return _Source(producers, source.span * step.span, source.joined)
+    if step.call is not None and source.span == 1:
+        for p in producers:
+            found.passes[p].append((step.name, source.joined))
     if step.kind == "batchnorm":
         _attach_batchnorm(step.name, source, found)
     if step.kind == "activation":
@@ -407,7 +418,7 @@ def _attach_batchnorm(bn, source, found):
 def _propagate(steps, x, out) -> _Found:
     found = _Found()
     sources = {id(x): _Source(frozenset({INPUT}))}
-    found.blocked[INPUT].append("it is tied to the model input, whose channels stay")
+    found.blocked[INPUT].append(INPUT_REASON)
     for step in steps:
         source = _read(step, sources, found)
         if source is not None:
@@ -548,6 +559,19 @@ class DependencyGraph:
         position = {name: i for i, name in enumerate(self.units)}
         found = dict.fromkeys(self._found.consumers[self._layer(layer)])
         return tuple(sorted(found, key=lambda c: position[c.layer]))
+
+    def sources(self, layer) -> tuple[tuple[str, int], ...]:
+        """(producer, span) for what `layer` reads as its input channels: one producer, several
+        (it reads a residual sum), or INPUT (the model input, always whole); () if untraceable."""
+        self._layer(layer)
+        return tuple((p, c.span) for p, cs in self._found.consumers.items() for c in cs
+                     if c.layer == layer)
+
+    def modules_after(self, layer) -> tuple[tuple[str, bool], ...]:
+        """(module, shared) for the modules that carry `layer`'s channels one by one on the way
+        to the next layers (BatchNorm, ReLU, pooling, ...; not after a flatten), in execution
+        order; `shared` = after a residual addition, so it carries the whole group's sum."""
+        return tuple(dict.fromkeys(self._found.passes[self._layer(layer)]))
 
     def check_mask(self, masks) -> None:
         """Raise a ValueError naming the group if `masks` would split one.

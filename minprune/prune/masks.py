@@ -6,6 +6,9 @@ gradient is 0; optimizers re-zero it after every step; state_dict/save/deepcopy 
 Masks are applied by selection, never by multiplying: NaN · 0 is NaN, and 0 must mean 0.
 Pruning a whole output unit (a filter or neuron) also masks its bias and the BatchNorm scale and
 shift of that channel, so the unit really outputs nothing.
+
+What is connected to what (which BatchNorm normalises a layer, which layers are coupled across
+a residual addition) comes from one traced dependency graph (`graph.py`), via `graph_of`.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 
 from .. import nn
 from ..nn.module import zero_where_pruned
+from .graph import dependency_graph
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
 
@@ -60,32 +64,117 @@ def resolve_layer_name(name: str, layers, argument: str = "masks") -> str:
     return base
 
 
+# --- the dependency graph, traced once per model shape ---------------------------------------------
+_SIDES = (28, 32, *range(1, 65))  # square input sides to try when none is given: digits first
+
+
+def _structure(model) -> tuple:
+    """What a cached graph depends on: every module's name, type and weight shape."""
+    return tuple((n, type(m).__name__, getattr(getattr(m, "weight", None), "shape", None))
+                 for n, m in model.named_modules())
+
+
+def graph_of(model, input_shape=None):
+    """The model's dependency graph (`graph.dependency_graph`), cached on the model.
+
+    Functions whose signature has no `input_shape` (`mask_dead_units`, `compact`, ...) call this
+    with None: then the graph traced last is reused while the model's layers keep their shapes;
+    otherwise the input shape is inferred — (in_features,) for a first Linear, a square image of
+    in_channels for a first Conv2d (28×28 first, then the side the model accepts: the channel
+    graph is the same for every input size a model accepts). Pass `input_shape` to any function
+    that takes one (`layer_costs`, `compact`, ...) to trace non-square inputs.
+
+    >>> from minprune import models
+    >>> graph_of(models.lenet5()).input_shape
+    (1, 28, 28)
+    """
+    key = _structure(model)
+    cached = model.__dict__.get("_dependency_graph")
+    if input_shape is not None:
+        input_shape = check_input_shape(input_shape)
+    if cached is not None and cached[0] == key and input_shape in (None, cached[1].input_shape):
+        return cached[1]
+    if input_shape is not None:
+        graph = dependency_graph(model, input_shape)
+    else:
+        graph = _infer_graph(model)
+    object.__setattr__(model, "_dependency_graph", (key, graph))  # not a Module attribute
+    return graph
+
+
+def _infer_graph(model):
+    first = next((m for m in model.modules() if isinstance(m, PRUNABLE_TYPES)), None)
+    if first is None:
+        raise ValueError("model: no prunable (Conv2d or Linear) layers to trace")
+    if isinstance(first, nn.Linear):
+        return dependency_graph(model, (first.in_features,))
+    for side in _SIDES:
+        try:
+            return dependency_graph(model, (first.in_channels, side, side))
+        except ValueError:
+            continue
+    raise ValueError(f"input_shape: could not infer the input shape of {type(model).__name__} "
+                     "(no square image of up to 64×64 runs); pass input_shape=(C, H, W)")
+
+
 def get_masks(model) -> dict:
     """{layer name: weight mask} (an all-True mask for dense layers)."""
     return {n: (m.weight.mask.copy() if m.weight.mask is not None else np.ones(m.weight.shape, bool))
             for n, m in prunable_layers(model).items()}
 
 
+def unit_alive(module) -> np.ndarray:
+    """Which output units (filters, neurons) of a Conv2d/Linear keep a live weight."""
+    mask = module.weight.mask
+    return np.ones(module.weight.shape[0], bool) if mask is None else \
+        mask.reshape(mask.shape[0], -1).any(axis=1)
+
+
 def apply_masks(model, masks: dict) -> None:
-    """Install weight masks, ANDed with any existing mask so pruning is monotone."""
+    """Install weight masks, ANDed with any existing mask so pruning is monotone.
+
+    A filter mask (each filter kept or pruned whole) that prunes a filter in one layer of a
+    coupled group (layers whose channels a residual addition ties together) but not in the
+    others raises a ValueError naming the group, before anything is installed: the group's
+    channels can only go together."""
     layers = prunable_layers(model)
+    new = {}
     for name, mask in masks.items():
         p = layers[resolve_layer_name(name, layers)].weight
         mask = np.asarray(mask, dtype=bool)
-        p.set_mask(mask if p.mask is None else (p.mask & mask))
+        new[resolve_layer_name(name, layers)] = mask if p.mask is None else (p.mask & mask)
+    _check_groups(model, layers, new)
+    for name, mask in new.items():
+        layers[name].weight.set_mask(mask)
+
+
+def _check_groups(model, layers, new) -> None:
+    """`graph.check_mask` for filter masks (each filter all kept or all pruned) that prune a
+    filter: the units alive afterwards must not split a coupled group. Unstructured masks may
+    empty a filter by chance; that splits nothing that `compact` could cut, so they pass."""
+    filters = {n: m.reshape(m.shape[0], -1) for n, m in new.items()}
+    filters = {n: f[:, 0] for n, f in filters.items()
+               if (f.all(axis=1) | ~f.any(axis=1)).all() and not f.all()}
+    if not filters:
+        return
+    try:
+        graph = graph_of(model)
+    except ValueError:
+        return  # no input shape runs: a model that cannot be traced has no known groups
+    alive = {}
+    for g in graph.groups:
+        if len(g.producers) > 1 and any(p in filters for p in g.producers):
+            for p in g.producers:
+                mask = new.get(p, layers[p].weight.mask)
+                alive[p] = np.ones(g.channels, bool) if mask is None else \
+                    mask.reshape(mask.shape[0], -1).any(axis=1)
+    graph.check_mask(alive)
 
 
 def following_batchnorm(model, layer_name):
-    """The BatchNorm that normalises `layer_name`'s output (next BN before the next prunable layer)."""
-    seen = False
-    for name, m in model.named_modules():
-        if name == layer_name:
-            seen = True
-        elif seen and isinstance(m, PRUNABLE_TYPES):
-            return None
-        elif seen and isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            return m
-    return None
+    """The BatchNorm that normalises `layer_name`'s output (the graph's `batchnorm_of`), or None."""
+    bn = graph_of(model).batchnorm_of(layer_name)
+    return None if bn is None else dict(model.named_modules())[bn]
 
 
 def _and_mask(param, keep):
@@ -94,17 +183,27 @@ def _and_mask(param, keep):
 
 
 def mask_dead_units(model, layer_name) -> np.ndarray:
-    """After a filter/neuron is pruned, mask its bias and its BatchNorm γ and β too.
-    Returns the boolean vector of output units still alive."""
-    layer = prunable_layers(model)[layer_name]
-    mask = layer.weight.mask
-    alive = np.ones(layer.weight.shape[0], bool) if mask is None else \
-        mask.reshape(mask.shape[0], -1).any(axis=1)
+    """After a filter/neuron is pruned, mask its bias and its BatchNorm γ and β too; a BatchNorm
+    after a residual addition (shared by the layer's group) loses the channels dead in every
+    layer of the group. Returns the boolean vector of `layer_name`'s output units still alive."""
+    layers = prunable_layers(model)
+    layer = layers[layer_name]
+    alive = unit_alive(layer)
     _and_mask(layer.bias, alive)
-    bn = following_batchnorm(model, layer_name)
-    if bn is not None:
-        _and_mask(bn.weight, alive)
-        _and_mask(bn.bias, alive)
+    graph, modules = graph_of(model), dict(model.named_modules())
+    if layer_name not in graph.units:
+        return alive  # never called by the forward pass: nothing is connected to it
+    own = graph.batchnorm_of(layer_name)
+    group = graph.group_of(layer_name)
+    for bn in group.batchnorms:
+        if bn == own:
+            keep = alive
+        elif bn in (graph.batchnorm_of(p) for p in group.producers):
+            continue  # another layer's own BatchNorm: that layer's call masks it
+        else:  # shared: a channel of the sum lives while any of its layers does
+            keep = np.any([unit_alive(layers[p]) for p in group.producers if p in layers], axis=0)
+        _and_mask(modules[bn].weight, keep)
+        _and_mask(modules[bn].bias, keep)
     return alive
 
 

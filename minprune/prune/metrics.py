@@ -9,6 +9,9 @@ Definitions (ShrinkBench's, Blalock et al. 2020, so numbers compare across paper
                            (its producer filter was pruned) counts as gone too — so structured
                            pruning also shrinks the next layer. Real speed is another matter: see
                            the benchmarks.
+
+Who feeds whom comes from the dependency graph (`graph.py`): after a residual addition a channel
+is dead only when it is dead in every layer added there.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ import numpy as np
 from .. import nn
 from ..autograd import no_grad
 from ..tensor import Tensor
-from .masks import PRUNABLE_TYPES, check_input_shape, following_batchnorm
+from .graph import INPUT
+from .masks import PRUNABLE_TYPES, check_input_shape, graph_of
 
 
 def count_params(model) -> int:
@@ -59,54 +63,57 @@ def _observe(model, x, handles):
             h.remove()
 
 
-def _trace(model, input_shape):
-    """Run one example through the model; record each prunable layer's input/output shapes in
-    execution order (the order data flows, which is what the dependency rules need)."""
-    input_shape = check_input_shape(input_shape)
-    names = {id(m): n for n, m in model.named_modules()}
-    trace, handles = [], []
-    for m in model.modules():
-        if isinstance(m, PRUNABLE_TYPES):
-            handles.append(m.register_forward_hook(
-                lambda mod, inp, out: trace.append((names[id(mod)], mod, inp[0].shape, out.shape))))
-    _observe(model, np.zeros((1, *input_shape), np.float32), handles)
-    return trace
-
-
-def _alive_units(model, name, module) -> np.ndarray:
-    """Output units that can still carry a signal."""
+def _alive_units(model, graph, name, module) -> np.ndarray:
+    """Output units that can still carry a signal (after the layer's own BatchNorm)."""
     w = module.weight.data.reshape(module.weight.shape[0], -1)
     alive = w.any(axis=1)
     if module.bias is not None:
         alive |= module.bias.data != 0
-    bn = following_batchnorm(model, name)
-    if bn is not None:  # after BN a dead conv still outputs β (or γ·(b−μ)/σ + β)
+    bn_name = graph.batchnorm_of(name)
+    if bn_name is not None:  # after BN a dead conv still outputs β (or γ·(b−μ)/σ + β)
+        bn = dict(model.named_modules())[bn_name]
         alive = (alive & (bn.weight.data != 0)) | (bn.bias.data != 0)
     if module.output_mask is not None:
         alive &= module.output_mask
     return alive
 
 
+def _alive_inputs(model, graph, name, alive) -> np.ndarray | None:
+    """Which input features of `name` something alive feeds, from the graph: a channel of a
+    residual sum lives while any of its layers (or a shared BatchNorm's shift β) does; None when
+    it reads the model input or something the graph cannot follow (then all inputs count)."""
+    sources = graph.sources(name)
+    if not sources or any(p == INPUT for p, _ in sources):
+        return None
+    live = np.any([alive[p] for p, _ in sources], axis=0)
+    if len(sources) > 1:  # a shared BatchNorm after the addition outputs β for a dead channel
+        modules = dict(model.named_modules())
+        own = {graph.batchnorm_of(p) for p, _ in sources}
+        for bn in graph.group_of(sources[0][0]).batchnorms:
+            if bn not in own:
+                live = live | (modules[bn].bias.data != 0)
+    return np.repeat(live, sources[0][1])  # a Flatten spreads each channel over H·W features
+
+
 def layer_costs(model, input_shape) -> list[dict]:
-    """Per prunable layer: dense and remaining multiply-adds, following the data flow."""
-    rows, prev_alive = [], None
-    for name, m, _in_shape, out_shape in _trace(model, input_shape):
+    """Per prunable layer, in execution order: dense and remaining multiply-adds, following the
+    data flow of the dependency graph (a weight fed only by dead units does no work)."""
+    graph = graph_of(model, check_input_shape(input_shape))
+    modules = dict(model.named_modules())
+    shapes = {node.name: node.shape for node in graph.nodes}
+    rows, alive = [], {}
+    for name in graph.order:
+        m = modules[name]
         w = m.weight.data != 0
         if m.output_mask is not None:  # silenced output units do no work either
             w = w & m.output_mask.reshape((-1,) + (1,) * (w.ndim - 1))
-        positions = int(np.prod(out_shape[2:])) if isinstance(m, nn.Conv2d) else 1
-        if prev_alive is not None:  # inputs fed by dead units do no work
-            n_in = m.weight.shape[1]
-            if n_in == prev_alive.size:
-                alive_in = prev_alive
-            elif n_in % prev_alive.size == 0:  # Flatten after a conv: each channel → H·W features
-                alive_in = np.repeat(prev_alive, n_in // prev_alive.size)
-            else:
-                alive_in = np.ones(n_in, bool)
+        positions = int(np.prod(shapes[name][1:])) if isinstance(m, nn.Conv2d) else 1
+        alive_in = _alive_inputs(model, graph, name, alive)
+        if alive_in is not None:  # inputs fed by dead units do no work
             w = w & alive_in.reshape((1, -1) + (1,) * (w.ndim - 2))
         rows.append({"layer": name, "type": type(m).__name__, "weights": m.weight.size,
                      "dense_macs": m.weight.size * positions, "macs": int(w.sum()) * positions})
-        prev_alive = _alive_units(model, name, m)
+        alive[name] = _alive_units(model, graph, name, m)
     return rows
 
 
@@ -128,18 +135,25 @@ def theoretical_speedup(model, input_shape) -> float:
 
 def activation_density(model, batch) -> dict:
     """{layer: fraction of nonzero outputs after its ReLU} measured on `batch` (x or (x, y)),
-    with any activation masks and dynamic top-k hooks in force."""
-    x = batch[0] if isinstance(batch, tuple) else batch
-    order = list(model.named_modules())
-    seen, handles, density = None, [], {}
-    for name, m in order:  # pair each prunable layer with the next ReLU after it
-        if isinstance(m, PRUNABLE_TYPES):
-            seen = name
-        elif isinstance(m, nn.ReLU) and seen is not None:
-            handles.append(m.register_forward_hook(
-                lambda mod, inp, out, key=seen: density.__setitem__(key, float(np.mean(out.data != 0)))))
-            seen = None
-    _observe(model, np.asarray(x), handles)
+    with any activation masks and dynamic top-k hooks in force. "Its ReLU" is the graph's
+    `activation_after`: the first ReLU its channels reach (after a residual addition, the one
+    shared by its group)."""
+    x = np.asarray(batch[0] if isinstance(batch, tuple) else batch)
+    graph = graph_of(model, x.shape[1:])
+    readers = {}
+    for name in graph.order:
+        relu = graph.activation_after(name)
+        if relu is not None:
+            readers.setdefault(relu, []).append(name)
+    modules, density, handles = dict(model.named_modules()), {}, []
+
+    def record(module, inputs, out, names):
+        for n in names:
+            density[n] = float(np.mean(out.data != 0))
+    for relu, names in readers.items():
+        handles.append(modules[relu].register_forward_hook(
+            lambda mod, inp, out, names=names: record(mod, inp, out, names)))
+    _observe(model, x, handles)
     return density
 
 

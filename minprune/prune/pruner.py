@@ -6,6 +6,15 @@
     WHAT   target       → weights (masks on Parameters) or activations (masks on layer outputs)
 
 Each axis is swappable on its own; a student can pass a function for any criterion.
+
+Filters (and neurons) are not always free to go alone: across a residual addition the layers
+whose outputs are added must lose the same channels. Filter pruning therefore ranks the coupled
+groups of the dependency graph (`graph.py`): a group's score is the **sum** of its layers'
+scores for that channel (each layer's filter score, as for a lone layer), its size the sum of
+their filter sizes, and a pruned group is removed from every layer in it. Groups the graph
+marks as blocked are never pruned when coupled (an addition at the model output, channels tied
+to the model input): no mask could remove them consistently. A lone layer is masked as always —
+the last layer's neurons too (a pruned logit is a constant 0; `exclude` it to keep it whole).
 """
 from __future__ import annotations
 
@@ -18,7 +27,7 @@ from .. import functions as F
 from . import criteria as C
 from . import scope as S
 from . import structures
-from .masks import apply_masks, mask_dead_units, prunable_layers, resolve_layer_name
+from .masks import apply_masks, graph_of, mask_dead_units, prunable_layers, resolve_layer_name
 
 TARGETS = ("weights", "activations")
 UNIT_CRITERIA = sorted(n for n, f in C.CRITERIA.items() if f.level == "unit")
@@ -79,6 +88,50 @@ def _check_scores(scores, layers, unit, who):
     return checked
 
 
+def _input_shape(batch, options):
+    """One example's shape, if the call tells it (a criterion's input_shape, or the batch)."""
+    if options.get("input_shape") is not None:
+        return options["input_shape"]
+    if isinstance(batch, list) and batch and isinstance(batch[0], tuple):
+        batch = batch[0]
+    if isinstance(batch, tuple) and batch and isinstance(batch[0], np.ndarray):
+        return batch[0].shape[1:]
+    return None  # a DataLoader, or no data: graph_of infers the shape
+
+
+def _couple(graph, groups, sizes, scope):
+    """Merge the filter scores of coupled layers into one entry per group (their sum) and drop
+    blocked coupled groups. Returns (scores, sizes, scope, {entry: layers it stands for})."""
+    members = {n: [n] for n in groups if n not in graph.units}  # never called: on its own
+    for g in graph.groups:
+        inside = [p for p in g.producers if p in groups]
+        if not inside:
+            continue
+        where = f"group {g.index} ({', '.join(g.producers)})"
+        if g.blocked and g.coupled:
+            if isinstance(scope, dict):
+                raise ValueError(f"scope: {where} cannot be filter-pruned: "
+                                 f"{'; '.join(g.blocked)}")
+            continue
+        if len(inside) < len(g.producers):
+            raise ValueError(f"exclude/scope: {where} is coupled (a residual addition ties their "
+                             f"channels), so its layers are pruned together; include all of "
+                             f"them or none, not only {inside}")
+        members[inside[0] if len(inside) == 1 else where] = inside
+    scores = {k: np.sum([groups[p] for p in ps], axis=0) for k, ps in members.items()}
+    merged = {k: sum(sizes[p] for p in ps) for k, ps in members.items()}
+    if isinstance(scope, dict):
+        sparsities = {k: {scope[p] for p in ps} for k, ps in members.items()}
+        for k, values in sparsities.items():
+            if len(values) > 1:
+                raise ValueError(f"scope: the layers of {k} are pruned together, so give them "
+                                 f"one sparsity, got {sorted(values)}")
+        scope = {k: values.pop() for k, values in sparsities.items()}
+        if not scope:
+            raise ValueError("scope: every layer named is in a group that cannot be pruned")
+    return scores, merged, scope, members
+
+
 def prune(model, sparsity=None, criterion=None, granularity=None, scope="global",
           target="weights", batch=None, exclude=(), reduce=None, normalize=None,
           **criterion_options) -> dict:
@@ -99,6 +152,9 @@ def prune(model, sparsity=None, criterion=None, granularity=None, scope="global"
                  only for weight-level criteria on groups
     normalize    L2-normalise each layer's group scores before a global ranking (default: on for
                  structured global pruning, off otherwise); only with scope="global"
+    With granularity "filter", layers coupled by a residual addition are one group: scored by
+    the sum of their filter scores, pruned together (a scope or exclude naming only some of them
+    is an error), a blocked coupled group never (see the module docstring).
     Pruning is monotone: weights pruned before stay pruned, and the result lands exactly on
     `sparsity` (round(s·n) weights or groups). An argument that this call would ignore is an error.
     """
@@ -160,13 +216,19 @@ def prune(model, sparsity=None, criterion=None, granularity=None, scope="global"
             sizes[n] = gran.group_size(m.weight.shape)
         if normalize is None:
             normalize = gran.structured
-        keep = S.select(groups, sizes, sparsity, scope, normalize)
-        masks = {n: gran.expand(k, layers[n].weight.shape) for n, k in keep.items()}
+        members = {n: [n] for n in groups}
+        if gran.unit:  # coupled filters are ranked and removed as one group
+            graph = graph_of(model, _input_shape(batch, criterion_options))
+            groups, sizes, scope, members = _couple(graph, groups, sizes, scope)
+        keep = S.select(groups, sizes, sparsity, scope, normalize) if groups else {}
+        masks = {n: gran.expand(k, layers[n].weight.shape)
+                 for key, k in keep.items() for n in members[key]}
     apply_masks(model, masks)
     if gran.unit:
-        for n in layers:
+        for n in masks:
             mask_dead_units(model, n)
-    return {n: m.weight.mask.copy() for n, m in layers.items()}
+    return {n: m.weight.mask.copy() if m.weight.mask is not None else np.ones(m.weight.shape, bool)
+            for n, m in layers.items()}
 
 
 def prune_activations(model, sparsity, criterion="activation", scope="global", batch=None,

@@ -15,8 +15,11 @@ Which output units of a layer can go (between it and the next Conv2d/Linear):
 A unit that outputs a nonzero constant (zero weights, nonzero bias) stays: removing it would
 change the next layer's output. The last layer's outputs (the logits) always stay.
 
-Scope: networks that are chains — a Sequential, or `models.Classifier` (features then
-classifier), of Conv2d, Linear, BatchNorm1d/2d, ReLU, MaxPool2d, AvgPool2d, Flatten, Dropout.
+Which units are coupled comes from the dependency graph (`graph.py`): a group — e.g. the layers
+whose outputs a residual addition adds channel by channel — loses a channel only where it is
+dead (or unread) in all of them, and is cut in every producer, every BatchNorm on the way and
+every consumer's input channels at once. Groups the graph reports as blocked (the model output,
+channels tied to the model input, anything read by a step the graph cannot follow) stay whole.
 """
 from __future__ import annotations
 
@@ -27,28 +30,10 @@ import numpy as np
 
 from .. import checks, nn
 from ..autograd import no_grad
-from ..models import Classifier
 from ..tensor import Tensor
-from .masks import PRUNABLE_TYPES, check_input_shape
+from .masks import check_input_shape, graph_of
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
-_PASS_THROUGH = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, nn.Dropout)
-
-
-def _chain(model):
-    """The leaf modules of `model` in execution order; ValueError if it is not a supported chain."""
-    containers = (nn.Sequential, Classifier)  # both run their children in order
-    if not isinstance(model, containers) or any(
-            not isinstance(m, containers) for m in model.modules() if m._modules):
-        raise ValueError("model: compact() handles chains of layers (a Sequential or a "
-                         f"models.Classifier), got {type(model).__name__}")
-    leaves = [m for m in model.modules() if not isinstance(m, containers)]
-    odd = sorted({type(m).__name__ for m in leaves
-                  if not isinstance(m, PRUNABLE_TYPES + _BATCHNORMS + _PASS_THROUGH)})
-    if odd:
-        raise ValueError(f"model: compact() does not know how to cut through {odd}; it handles "
-                         "Conv2d, Linear, BatchNorm1d/2d, ReLU, MaxPool2d, AvgPool2d, Flatten, Dropout")
-    return leaves
 
 
 def _zero_output(layer) -> np.ndarray:
@@ -74,7 +59,7 @@ def _through_batchnorm(zero, bn) -> np.ndarray:
 
 
 def _unread_inputs(layer, n_units) -> np.ndarray:
-    """Which of the previous layer's `n_units` outputs `layer` never reads (all weights on it 0)."""
+    """Which of a producer's `n_units` outputs `layer` never reads (all weights on it 0)."""
     w = layer.weight.data
     per_unit = w.shape[1] // n_units  # 1, or H·W after a Flatten of a conv's output
     w = np.moveaxis(w, 1, 0).reshape(n_units, per_unit, -1)
@@ -122,40 +107,72 @@ def _cut_inputs(layer, keep):
         layer.in_features = idx.size
 
 
-def compact(model):
+def _passing_zero(zero, modules, names) -> np.ndarray:
+    """Which channels are 0 after the per-channel modules `names`, given which were 0 before."""
+    for name in names:
+        m = modules[name]
+        if isinstance(m, _BATCHNORMS):
+            zero = _through_batchnorm(zero, m)
+        elif m.output_mask is not None:
+            zero = zero | ~m.output_mask
+    return zero
+
+
+def _group_keep(group, graph, modules) -> np.ndarray:
+    """Which channels of a group must stay: those some producer (through its own modules, then
+    the shared ones after the addition) can make nonzero and some consumer reads."""
+    zero = np.ones(group.channels, bool)
+    shared = []
+    for p in group.producers:
+        after = graph.modules_after(p)
+        zero &= _passing_zero(_zero_output(modules[p]), modules, [n for n, s in after if not s])
+        shared += [n for n, s in after if s]
+    zero = _passing_zero(zero, modules, list(dict.fromkeys(shared)))
+    unread = np.ones(group.channels, bool)
+    for c in group.consumers:
+        unread &= _unread_inputs(modules[c.layer], group.channels)
+    drop = zero | unread
+    if drop.all():  # keep one unit so every layer still has a shape; it carries only zeros
+        drop[np.argmax(~zero)] = False
+    return ~drop
+
+
+def _cut_group(group, graph, modules, keep) -> None:
+    for p in group.producers:
+        _cut_outputs(modules[p], keep)
+    for bn in group.batchnorms:
+        _cut_batchnorm(modules[bn], keep)
+    carriers = {n for p in group.producers for n, _ in graph.modules_after(p)}
+    for name in carriers - set(group.batchnorms):
+        m = modules[name]
+        if m.output_mask is not None:
+            m.output_mask = m.output_mask[keep].copy()
+    for c in group.consumers:
+        _cut_inputs(modules[c.layer], keep)
+
+
+def compact(model, input_shape=None):
     """A smaller dense copy of `model` with dead and unread units cut out; same outputs.
 
-    Cost: one pass over the weights. The copy keeps the layer names (`features.0`, ...) and the
+    Works on any model the dependency graph traces (chains, residual networks): each coupled
+    group is cut as one. `input_shape` (one example, no batch dimension) is only needed when
+    it cannot be inferred (see `masks.graph_of`). Cost: one traced forward pass and one pass
+    over the weights. The copy keeps the layer names (`features.0`, ...) and the
     masks of what remains (unstructured zeros inside kept units stay masked). Its `arch` is
     dropped: `nn.load` cannot rebuild a compacted shape from the model name, so load a saved
     compact model into `compact(<the same pruned model>)`.
     """
+    graph = graph_of(model, input_shape)  # cached on `model`: names are the same in the copy
     small = copy.deepcopy(model)
-    leaves = _chain(small)
-    layers = [i for i, m in enumerate(leaves) if isinstance(m, PRUNABLE_TYPES)]
-    for a, b in zip(layers, layers[1:]):
-        producer, consumer = leaves[a], leaves[b]
-        zero = _zero_output(producer)
-        between = leaves[a + 1:b]
-        for m in between:
-            if isinstance(m, _BATCHNORMS):
-                zero = _through_batchnorm(zero, m)
-            elif m.output_mask is not None:
-                zero |= ~m.output_mask
-        drop = zero | _unread_inputs(consumer, zero.size)
-        if drop.all():  # keep one unit so every layer still has a shape; it carries only zeros
-            drop[np.argmax(~zero)] = False
-        keep = ~drop
-        if keep.all():
+    modules = dict(small.named_modules())
+    for group in graph.groups:  # in execution order: a cut input can leave a later unit dead
+        if not group.prunable:
             continue
-        _cut_outputs(producer, keep)
-        for m in between:
-            if isinstance(m, _BATCHNORMS):
-                _cut_batchnorm(m, keep)
-            elif m.output_mask is not None:
-                m.output_mask = m.output_mask[keep].copy()
-        _cut_inputs(consumer, keep)
+        keep = _group_keep(group, graph, modules)
+        if not keep.all():
+            _cut_group(group, graph, modules, keep)
     object.__setattr__(small, "arch", None)
+    object.__setattr__(small, "_dependency_graph", None)  # its shapes changed
     return small
 
 
@@ -168,7 +185,7 @@ def measured_speedup(model, input_shape, compacted=None, batch_size=128, repeats
     input_shape = check_input_shape(input_shape)
     batch_size = checks.integer(batch_size, "batch_size", minimum=1)
     repeats = checks.integer(repeats, "repeats", minimum=1)
-    small = compact(model) if compacted is None else compacted
+    small = compact(model, input_shape) if compacted is None else compacted
     x = Tensor(np.random.default_rng(seed).standard_normal((batch_size, *input_shape))
                .astype(np.float32))
 
