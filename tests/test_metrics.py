@@ -341,3 +341,15 @@ def test_a_layer_not_fed_by_the_previous_one_counts_all_its_inputs():
     mp.prune.masks.mask_dead_units(model, "a")
     rows = {r["layer"]: r for r in mp.prune.layer_costs(model, (4,))}
     assert rows["a"]["macs"] == 8 and rows["b"]["macs"] == 8
+
+
+def test_report_counts_a_layer_without_bias():
+    """Linear(4→3, no bias) → ReLU → Linear(3→2): row 0 of the first weight is zero and the second
+    layer's bias is [1, 0]; parameters and nonzeros are counted per layer and in total."""
+    net = nn.Sequential(nn.Linear(4, 3, bias=False), nn.ReLU(), nn.Linear(3, 2))
+    net[0].weight.data[:] = 1.0
+    net[0].weight.data[0] = 0.0
+    net[2].weight.data[:] = 1.0
+    net[2].bias.data[:] = [1.0, 0.0]
+    rows = mp.prune.report(net, (4,), show=False)
+    assert [(r["params"], r["nonzero"]) for r in rows] == [(12, 8), (8, 7), (20, 15)]

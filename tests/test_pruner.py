@@ -468,3 +468,12 @@ def test_nm_with_a_dict_scope_prunes_only_the_named_layers():
     masks = mp.prune.get_masks(model)
     assert masks["2"].all() and masks["4"].all()
     assert (masks["0"].reshape(-1, 2).sum(axis=1) == 1).all()  # one of every two kept
+
+
+def test_a_unit_criterion_returning_no_scores_is_named():
+    def half_scores(model, layers, batch, **_):
+        return {}
+    half_scores.level = "unit"
+    with pytest.raises(ValueError, match=r"^criterion: <function .*half_scores.* must return a dict"):
+        mp.prune.prune_activations(mp.models.lenet_300_100(), 0.5, criterion=half_scores,
+                                   batch=(np.zeros((2, 1, 28, 28), np.float32), np.zeros(2, int)))

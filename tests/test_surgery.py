@@ -334,3 +334,19 @@ def test_measured_speedup_is_the_best_of_the_repeats(monkeypatch):
     monkeypatch.setattr(surgery.time, "perf_counter", lambda: float(next(clock)))
     model = mp.nn.Sequential(mp.nn.Flatten(), mp.nn.Linear(4, 2, rng=0))
     assert surgery.measured_speedup(model, (4,), compacted=model, repeats=3) == 5 / 2
+
+
+def test_a_dead_conv_channel_stays_when_batchnorm_shifts_it_by_its_mean():
+    """γ = 1, β = 0 but μ = −0.3: BN(0) = 0.3/σ > 0 reaches the next conv, so the channel whose
+    conv weights and bias are all zero must not be cut."""
+    r = np.random.default_rng(1)
+    model = mp.nn.Sequential(mp.nn.Conv2d(1, 3, 3, padding=1, rng=r), mp.nn.BatchNorm2d(3),
+                             mp.nn.ReLU(), mp.nn.Conv2d(3, 2, 3, padding=1, rng=r))
+    model[0].weight.data[0] = 0.0
+    model[0].bias.data[0] = 0.0
+    model[1].running_mean[:] = -0.3
+    model.eval()
+    small = surgery.compact(model)
+    assert small[0].weight.shape[0] == small[1].num_features == small[3].weight.shape[1] == 3
+    x = r.standard_normal((2, 1, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(_outputs(small, x), _outputs(model, x), rtol=1e-5, atol=1e-6)
