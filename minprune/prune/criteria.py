@@ -377,11 +377,65 @@ def fpgm(model, layers, batch=None):
     return out
 
 
+# --- whole residual blocks (granularity="layer") ---------------------------------------------------
+# A block criterion scores each residual block's branch f as one unit (higher = kept):
+#     scores = f(model, blocks, batch=None, **options) -> {block name: float}
+# with `blocks` {block name: graph.ResidualBlock}. They are not in CRITERIA: their unit is a
+# block, not a layer's weights, so they only apply to `prune(..., granularity="layer")`.
+def _branch_parameters(modules, block) -> list:
+    return [p for name in block.branch for p in modules[name]._parameters.values()]
+
+
+def block_magnitude(model, blocks, batch=None) -> dict:
+    """‖θ_f‖₂: the L2 norm of all the branch's parameters (convolution weights and biases,
+    BatchNorm γ and β; pruned ones count 0) — the group norm `group_lasso(model, "layer", s)`
+    drives to 0. Cost: one pass over the weights, no data. A wider branch has more weights and so
+    a larger norm: across stages of different widths it favours removing the narrow blocks."""
+    modules = dict(model.named_modules())
+    return {n: float(np.sqrt(sum(np.sum(p.data.astype(np.float64) ** 2)
+                                 for p in _branch_parameters(modules, b))))
+            for n, b in blocks.items()}
+
+
+def _mean_loss(model, batches) -> float:
+    with no_grad():
+        return float(np.mean([fn.cross_entropy(model(Tensor(x)), y).data for x, y in batches]))
+
+
+def block_loss(model, blocks, batch=None) -> dict:
+    """L(without f) − L(with f): how much the cross-entropy on the batches rises when the branch
+    is removed (f = 0, the block computes its input again) — the exact effect, not an estimate
+    (Molchanov et al. 2017's "oracle"; Veit et al. 2016 measured it for every ResNet block). A
+    block whose removal *lowers* the loss scores below 0 and goes first. Measured on a copy in
+    eval mode (BatchNorm running statistics, untouched). Cost: one forward pass per block (and
+    one for the baseline) per batch, one block removed at a time, so interactions are not seen."""
+    _require(batches := as_batches(batch), "block_loss")
+    work = copy.deepcopy(model).eval()
+    modules = dict(work.named_modules())
+    base = _mean_loss(work, batches)
+    scores = {}
+    for n, b in blocks.items():
+        params = _branch_parameters(modules, b)
+        saved = [p.data.copy() for p in params]
+        for p in params:
+            p.data[...] = 0
+        scores[n] = _mean_loss(work, batches) - base
+        for p, data in zip(params, saved):
+            p.data[...] = data
+    return scores
+
+
+BLOCK_CRITERIA = {"magnitude": block_magnitude, "block_loss": block_loss}
+
+
 def get_criterion(name_or_fn):
     """A criterion by name, or a user's callable `f(model, layers, batch)` (taken as weight-level
     unless it has `.level = "unit"`)."""
     if callable(name_or_fn):
         return name_or_fn
+    if name_or_fn in BLOCK_CRITERIA and name_or_fn not in CRITERIA:
+        raise ValueError(f"criterion: {name_or_fn!r} scores whole residual blocks, so it needs "
+                         "granularity='layer'")
     if name_or_fn not in CRITERIA:
         raise ValueError(f"criterion: {name_or_fn!r} is not one of {sorted(CRITERIA)} or a callable")
     return CRITERIA[name_or_fn]

@@ -126,6 +126,8 @@ class ResidualBlock:
     branch: tuple[str, ...]    # the leaf modules of f, in execution order
     join: str                  # the addition's name among the graph's nodes
     after: tuple[str, ...]     # what runs between the addition and the block's output
+    last: str | None = None    # the leaf module whose output f(x) is (None: an operation makes it)
+    after_ops: tuple[str, ...] = ()  # the steps of `after` that are operations, not modules
 
 
 @dataclass(frozen=True)
@@ -429,17 +431,17 @@ def _propagate(steps, x, out) -> _Found:
 
 
 # --- residual blocks --------------------------------------------------------------------------
-def _after_join(join, block, inside, readers) -> tuple | None:
-    """Names of the per-channel steps from the addition to the block's output, or None if the
+def _after_join(join, block, inside, readers) -> list | None:
+    """The per-channel steps from the addition to the block's output, or None if the
     addition's result goes anywhere else first."""
     after, t = [], join.tensor
     while t is not block.output:
         nxt = [s for s in readers[id(t)] if id(s) in inside]
         if len(nxt) != 1 or nxt[0].kind not in ("activation", "channelwise"):
             return None
-        after.append(nxt[0].name)
+        after.append(nxt[0])
         t = nxt[0].tensor
-    return tuple(after)
+    return after
 
 
 def _branch(start, inside, producer_of) -> tuple:
@@ -479,7 +481,12 @@ def _residual_blocks(steps, containers, insides) -> list[ResidualBlock]:
             after = _after_join(step, call, inside, readers)
             if after is not None:
                 branch = _branch(others[0], inside, producer_of)
-                blocks[call.name] = (call.seq, ResidualBlock(call.name, branch, step.name, after))
+                made = producer_of.get(id(others[0]))
+                last = made.call.name if made is not None and made.call is not None else None
+                blocks[call.name] = (call.seq, ResidualBlock(
+                    call.name, branch, step.name, tuple(s.name for s in after),
+                    last if last in branch else None,
+                    tuple(s.name for s in after if s.call is None)))
                 claimed.add(id(step))
                 break
     return [b for _, b in sorted(blocks.values(), key=lambda sb: sb[0])]
@@ -577,7 +584,8 @@ class DependencyGraph:
         """Raise a ValueError naming the group if `masks` would split one.
 
         `masks`: {layer: boolean per output unit, True = kept}; a layer left out keeps all its
-        units. Split means a channel pruned in one producer of a group and kept in another.
+        units. Split means a channel pruned in one producer of a group and kept in another; a
+        producer with no unit left (a removed residual branch) adds nothing, so it splits nothing.
 
         >>> from minprune import models
         >>> graph = dependency_graph(models.resnet_tiny(), (1, 28, 28))
@@ -589,7 +597,10 @@ class DependencyGraph:
         """
         kept = self._unit_masks(masks)
         for group in self.groups:
-            first, *rest = group.producers
+            live = [p for p in group.producers if p not in kept or kept[p].any()]
+            if not live:
+                continue
+            first, *rest = live
             for other in rest:
                 a, b = kept.get(first), kept.get(other)
                 if a is None and b is None:

@@ -15,6 +15,14 @@ their filter sizes, and a pruned group is removed from every layer in it. Groups
 marks as blocked are never pruned when coupled (an addition at the model output, channels tied
 to the model input): no mask could remove them consistently. A lone layer is masked as always —
 the last layer's neurons too (a pruned logit is a constant 0; `exclude` it to keep it whole).
+A producer with no unit left (the last layer of a removed residual branch) adds nothing to its
+group: it is counted as pruned and left out of the group's score.
+
+Whole layers (`granularity="layer"`, `prune_layers`): the unit is the branch f of a residual
+block x ↦ after(x + f(x)) with an identity shortcut. Masking all of f's parameters makes f(x) = 0
+exactly, so the block computes after(x) — x itself after its ReLU, x being a ReLU output already
+— and `compact` removes the block. In a plain chain there is no such unit: every layer is the
+only path from its input to its output, so removing one cuts the network instead.
 """
 from __future__ import annotations
 
@@ -28,6 +36,7 @@ from . import criteria as C
 from . import scope as S
 from . import structures
 from .masks import apply_masks, graph_of, mask_dead_units, prunable_layers, resolve_layer_name
+from .surgery import removable_blocks
 
 TARGETS = ("weights", "activations")
 UNIT_CRITERIA = sorted(n for n, f in C.CRITERIA.items() if f.level == "unit")
@@ -101,10 +110,15 @@ def _input_shape(batch, options):
 
 def _couple(graph, groups, sizes, scope):
     """Merge the filter scores of coupled layers into one entry per group (their sum) and drop
-    blocked coupled groups. Returns (scores, sizes, scope, {entry: layers it stands for})."""
+    blocked coupled groups. Returns (scores, sizes, scope, {entry: layers it stands for}).
+    A producer with every unit pruned (a removed residual branch) stays an entry of its own:
+    its −inf scores would make every channel of the group look pruned."""
     members = {n: [n] for n in groups if n not in graph.units}  # never called: on its own
+    dead = {n for n, s in groups.items() if np.isneginf(s).all()}
     for g in graph.groups:
-        inside = [p for p in g.producers if p in groups]
+        live = [p for p in g.producers if p not in dead] or list(g.producers)
+        members.update({p: [p] for p in g.producers if p not in live and p in groups})
+        inside = [p for p in live if p in groups]
         if not inside:
             continue
         where = f"group {g.index} ({', '.join(g.producers)})"
@@ -113,7 +127,7 @@ def _couple(graph, groups, sizes, scope):
                 raise ValueError(f"scope: {where} cannot be filter-pruned: "
                                  f"{'; '.join(g.blocked)}")
             continue
-        if len(inside) < len(g.producers):
+        if len(inside) < len(live):
             raise ValueError(f"exclude/scope: {where} is coupled (a residual addition ties their "
                              f"channels), so its layers are pruned together; include all of "
                              f"them or none, not only {inside}")
@@ -143,7 +157,9 @@ def prune(model, sparsity=None, criterion=None, granularity=None, scope="global"
     criterion    a name from `criteria.CRITERIA` or a callable f(model, layers, batch) → scores;
                  default "magnitude" (weights) or "activation" (activations)
     granularity  "unstructured" (the default), "filter"/"neuron", "channel", "kernel",
-                 "filter_shape", "2:4", "block4x4", ... (weights only: activations are units)
+                 "filter_shape", "2:4", "block4x4", ... (weights only: activations are units);
+                 "layer": whole residual branches (`prune_layers`: its criteria, global only,
+                 `exclude` names blocks)
     scope        "global", "layerwise", or a non-empty {layer name: sparsity}
     target       "weights", or "activations" (masks whole output units via `module.output_mask`)
     batch        data for data-driven criteria: (x, y), a list of them, or a DataLoader
@@ -169,6 +185,13 @@ def prune(model, sparsity=None, criterion=None, granularity=None, scope="global"
                                  scope, batch, exclude, normalize, **criterion_options)
     criterion = "magnitude" if criterion is None else criterion
     gran = structures.parse("unstructured" if granularity is None else granularity)
+    if gran.whole_layer:
+        for name, value in (("reduce", reduce), ("normalize", normalize)):
+            if value is not None:
+                raise ValueError(f"{name}: {value!r} would be ignored: with granularity='layer' "
+                                 f"each residual branch is one unit with one score; leave {name} "
+                                 "None")
+        return prune_layers(model, sparsity, criterion, scope, batch, exclude, **criterion_options)
     if reduce is not None:
         checks.one_of(reduce, "reduce", tuple(structures.REDUCTIONS))
     layers = prunable_layers(model, exclude)
@@ -229,6 +252,108 @@ def prune(model, sparsity=None, criterion=None, granularity=None, scope="global"
             mask_dead_units(model, n)
     return {n: m.weight.mask.copy() if m.weight.mask is not None else np.ones(m.weight.shape, bool)
             for n, m in layers.items()}
+
+
+def _removed(branch_params) -> bool:
+    """Every parameter of the branch is masked whole: the block was pruned before."""
+    return all(p.mask is not None and not p.mask.any() for p in branch_params)
+
+
+def prune_layers(model, sparsity, criterion="magnitude", scope="global", batch=None, exclude=(),
+                 input_shape=None, **criterion_options) -> dict:
+    """Remove whole layers: the branches f of residual blocks x ↦ after(x + f(x)) with an identity
+    shortcut (`prune(..., granularity="layer")` calls this). Returns {layer: weight mask} for the
+    Conv2d/Linear layers of the blocks considered.
+
+    sparsity     fraction of those blocks removed: round(s·n) of the n blocks, counting blocks
+                 removed before (they stay removed: pruning is monotone)
+    criterion    how a branch is scored, lowest removed first:
+                 "magnitude"   its parameters' L2 norm (`criteria.block_magnitude`): no data,
+                               one pass over the weights
+                 "block_loss"  the rise of the loss on `batch` when it is removed
+                               (`criteria.block_loss`): one forward pass per block per batch
+                 or a callable f(model, blocks, batch) → {block name: score}
+    scope        "global" only: a block is one unit, ranked against the other blocks
+    exclude      block names (e.g. "layer1.0") to keep
+    input_shape  one example's shape, to trace the model when neither batch nor the model's
+                 first layer tells it
+
+    A removed branch has every parameter masked (Conv2d/Linear weights and biases, BatchNorm γ
+    and β): f(x) = 0 exactly, so the block computes after(x) (= x after a ReLU, for x ≥ 0), and
+    `compact` replaces it by a `surgery.Shortcut`. Blocks whose shortcut is a projection are no
+    unit: removing their branch leaves the projection, not the identity.
+
+    >>> from minprune import models
+    >>> model = models.resnet_tiny(blocks=(2, 1, 1))
+    >>> masks = prune_layers(model, 0.5)  # 1 of its 2 blocks: the one of smaller weight norm
+    >>> [name for name, mask in masks.items() if not mask.any()]
+    ['layer1.0.conv1', 'layer1.0.conv2']
+    """
+    if scope != "global":
+        raise ValueError(f"scope: {scope!r} does not apply to granularity='layer': a residual "
+                         "branch spans several layers and is one unit, so there is no per-layer "
+                         "fraction to prune; use scope='global' (blocks ranked against each "
+                         "other) and `exclude` to keep blocks")
+    if sparsity is None:
+        raise ValueError("sparsity: required with granularity='layer' (the fraction of residual "
+                         "blocks to remove, in [0, 1])")
+    sparsity = S.check_sparsity(sparsity)
+    if isinstance(exclude, str):
+        exclude = (exclude,)
+    if not isinstance(exclude, (list, tuple, set)) or not all(isinstance(e, str) for e in exclude):
+        raise TypeError(f"exclude: expected a block name or a list of them, got {exclude!r}")
+    if isinstance(criterion, str):
+        if criterion not in C.BLOCK_CRITERIA:
+            raise ValueError(f"criterion: {criterion!r} cannot score a residual branch as one "
+                             f"unit; with granularity='layer' use one of {sorted(C.BLOCK_CRITERIA)}"
+                             " or a callable f(model, blocks, batch) -> {block: score}")
+        crit, who = C.BLOCK_CRITERIA[criterion], criterion
+    elif callable(criterion):
+        crit, who = criterion, getattr(criterion, "__name__", type(criterion).__name__)
+    else:
+        raise TypeError(f"criterion: expected one of {sorted(C.BLOCK_CRITERIA)} or a callable, "
+                        f"got {type(criterion).__name__}")
+    graph = graph_of(model, _input_shape(batch, {"input_shape": input_shape}))
+    modules = dict(model.named_modules())
+    blocks = {b.module: b for b in removable_blocks(graph, modules)
+              if any(modules[n]._parameters for n in b.branch)}
+    if not blocks:
+        why = ("in a plain chain every layer is the only path from its input to its output, so "
+               "removing one cuts the network instead of shortening it" if not graph.blocks else
+               "its residual blocks compute f(x) by an operation after their last module, or "
+               "something outside the block runs after the addition")
+        raise ValueError(f"granularity: 'layer' removes the branch f of residual blocks computing "
+                         f"x + f(x) with an identity shortcut, and this {type(model).__name__} has "
+                         f"none that can go: {why} (use a residual model such as "
+                         "models.resnet_tiny)")
+    unknown = [e for e in exclude if e not in blocks]
+    if unknown:
+        raise ValueError(f"exclude: {unknown} are not residual blocks with an identity shortcut; "
+                         f"with granularity='layer' exclude names blocks, from {list(blocks)}")
+    blocks = {n: b for n, b in blocks.items() if n not in exclude}
+    if not blocks:
+        raise ValueError("exclude: it leaves no residual block to prune")
+
+    scores = crit(model, blocks, batch, **criterion_options)
+    if not isinstance(scores, dict) or not set(blocks) <= set(scores):
+        raise ValueError(f"criterion: {who} must return a dict with a score for each of "
+                         f"{list(blocks)}")
+    params = {n: [p for m in b.branch for p in modules[m]._parameters.values()]
+              for n, b in blocks.items()}
+    ranked = np.empty(len(blocks))
+    for i, n in enumerate(blocks):
+        s = scores[n]
+        if not isinstance(s, numbers.Real) or np.isnan(s):
+            raise ValueError(f"criterion: {who} returned {s!r} for block {n!r}, expected a number")
+        ranked[i] = -np.inf if _removed(params[n]) else float(s)  # removed before: stays removed
+    go = S.lowest(ranked, round(sparsity * len(blocks)))
+    for n, gone in zip(blocks, go):
+        if gone:
+            for p in params[n]:
+                p.set_mask(np.zeros(p.shape, bool))
+    layers = [m for b in blocks.values() for m in b.branch if m in graph.units]
+    return {n: modules[n].weight.mask.copy() if modules[n].weight.mask is not None
+            else np.ones(modules[n].weight.shape, bool) for n in layers}
 
 
 def prune_activations(model, sparsity, criterion="activation", scope="global", batch=None,

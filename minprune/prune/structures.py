@@ -14,6 +14,15 @@ its entries; a group's score is the reduction of its weights' scores; a group is
 
 Each is described by a reshape of the weight and the axes to reduce over, so grouping, scoring
 and expanding a group decision back to a weight mask are all one line of NumPy.
+
+One granularity spans several layers instead:
+
+    layer          the branch f of a residual block x ↦ x + f(x) with an identity shortcut: all
+                   its weights (convolutions and BatchNorms) fall together, so the block computes
+                   its input again and `compact` removes it (a plain chain has no such unit)
+
+`prune` handles it apart (`pruner.prune_layers`): its groups come from the dependency graph, not
+from a reshape of one weight.
 """
 from __future__ import annotations
 
@@ -31,7 +40,7 @@ REDUCTIONS = {
     "sum": lambda s, axes: s.sum(axis=axes),
 }
 NAMES = ("unstructured", "filter", "neuron", "channel", "kernel", "filter_shape", "N:M (e.g. '2:4')",
-         "blockRxC (e.g. 'block4x4')")
+         "blockRxC (e.g. 'block4x4')", "layer")
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,11 @@ class Granularity:
     def unit(self) -> bool:
         """True when a group is a whole output unit (unit-level criteria apply; bias/BN follow)."""
         return self.name == "filter"
+
+    @property
+    def whole_layer(self) -> bool:
+        """True for "layer": a group is a residual branch of several layers (see the docstring)."""
+        return self.name == "layer"
 
     @property
     def structured(self) -> bool:
@@ -125,7 +139,7 @@ def parse(spec) -> Granularity:
                         f"{type(spec).__name__}")
     if spec == "neuron":
         return Granularity("filter")
-    if spec in ("unstructured", "filter", "channel", "kernel", "filter_shape"):
+    if spec in ("unstructured", "filter", "channel", "kernel", "filter_shape", "layer"):
         return Granularity(spec)
     if m := re.fullmatch(r"(\d+):(\d+)", spec):
         n, mm = int(m[1]), int(m[2])

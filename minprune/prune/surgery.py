@@ -15,6 +15,12 @@ Which output units of a layer can go (between it and the next Conv2d/Linear):
 A unit that outputs a nonzero constant (zero weights, nonzero bias) stays: removing it would
 change the next layer's output. The last layer's outputs (the logits) always stay.
 
+A residual block x ↦ after(x + f(x)) whose branch f outputs exactly 0 — its last module (the
+one whose output is added to x) a Conv2d, Linear or BatchNorm with all weights and biases 0, as
+layer pruning (`prune(..., granularity="layer")`) leaves it — computes after(x) whatever the
+input: `compact` replaces the whole block by a `Shortcut` that runs only `after` (its ReLU),
+so the network has one block fewer.
+
 Which units are coupled comes from the dependency graph (`graph.py`): a group — e.g. the layers
 whose outputs a residual addition adds channel by channel — loses a channel only where it is
 dead (or unread) in all of them, and is cut in every producer, every BatchNorm on the way and
@@ -151,20 +157,83 @@ def _cut_group(group, graph, modules, keep) -> None:
         _cut_inputs(modules[c.layer], keep)
 
 
+class Shortcut(nn.Module):
+    """What is left of a residual block x ↦ after(x + f(x)) once its branch f is gone: after(x).
+    Holds the block's `after` modules (e.g. its output ReLU) under their own names, so they keep
+    their names (`layer1.0.relu_out`) and any activation mask. No after modules: the identity.
+
+    >>> Shortcut({"relu_out": nn.ReLU()})
+    Shortcut(
+      (relu_out): ReLU()
+    )
+    """
+
+    def __init__(self, after: dict):
+        super().__init__()
+        for name, module in after.items():
+            setattr(self, name, module)
+
+    def forward(self, x):
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+
+def removable_blocks(graph, modules) -> list:
+    """The residual blocks of `graph` whose branch can be removed whole, leaving after(x): f(x)
+    is a leaf module's output (`last`, not an operation on it), everything after the addition
+    is a module of the block, and the block is a module of its own (not the model itself)."""
+    out = []
+    for b in graph.blocks:
+        own = all(a.startswith(b.module + ".") and a in modules for a in b.after)
+        if b.module and b.last is not None and not b.after_ops and own:
+            out.append(b)
+    return out
+
+
+def _branch_is_zero(block, modules) -> bool:
+    """f(x) = 0 for every x: its last module has only zero weights and biases (a Conv2d/Linear
+    outputs W·x + b = 0, a BatchNorm γ·x̂ + β = 0 in train and eval mode), no parameter-free one."""
+    last = modules[block.last]
+    if not isinstance(last, (nn.Conv2d, nn.Linear, *_BATCHNORMS)):
+        return False
+    return not any(p.data.any() for p in (last.weight, last.bias) if p is not None)
+
+
+def _remove_block(small, block, modules) -> None:
+    """Put a `Shortcut` keeping `block.after` where the block was, in its parent's place."""
+    parent_name, _, child = block.module.rpartition(".")
+    parent = modules[parent_name]
+    prefix = block.module + "."
+    shortcut = Shortcut({a[len(prefix):]: modules[a] for a in block.after})
+    shortcut.output_mask = modules[block.module].output_mask
+    shortcut.train(modules[block.module].training)
+    parent._modules[child] = shortcut  # in place: a Sequential runs its children in this order
+    object.__setattr__(parent, child, shortcut)
+
+
 def compact(model, input_shape=None):
     """A smaller dense copy of `model` with dead and unread units cut out; same outputs.
 
     Works on any model the dependency graph traces (chains, residual networks): each coupled
-    group is cut as one. `input_shape` (one example, no batch dimension) is only needed when
-    it cannot be inferred (see `masks.graph_of`). Cost: one traced forward pass and one pass
-    over the weights. The copy keeps the layer names (`features.0`, ...) and the
-    masks of what remains (unstructured zeros inside kept units stay masked). Its `arch` is
-    dropped: `nn.load` cannot rebuild a compacted shape from the model name, so load a saved
-    compact model into `compact(<the same pruned model>)`.
+    group is cut as one, and a residual block whose branch outputs 0 (a pruned layer) is
+    replaced by a `Shortcut` (see the module docstring). `input_shape` (one example, no batch
+    dimension) is only needed when it cannot be inferred (see `masks.graph_of`). Cost: one
+    traced forward pass (two when blocks go) and one pass over the weights. The copy keeps the
+    layer names (`features.0`, ...) and the masks of what remains (unstructured zeros inside
+    kept units stay masked). Its `arch` is dropped: `nn.load` cannot rebuild a compacted shape
+    from the model name, so load a saved compact model into `compact(<the same pruned model>)`.
     """
     graph = graph_of(model, input_shape)  # cached on `model`: names are the same in the copy
     small = copy.deepcopy(model)
     modules = dict(small.named_modules())
+    gone = [b for b in removable_blocks(graph, modules) if _branch_is_zero(b, modules)]
+    if gone:  # the blocks go first; then the channels of the smaller network's own graph
+        for block in gone:
+            _remove_block(small, block, modules)
+        object.__setattr__(small, "_dependency_graph", None)
+        graph = graph_of(small, graph.input_shape)
+        modules = dict(small.named_modules())
     for group in graph.groups:  # in execution order: a cut input can leave a later unit dead
         if not group.prunable:
             continue
