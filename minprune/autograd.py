@@ -23,14 +23,18 @@ def is_grad_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def no_grad():
-    """Inside this block operations build no graph (inference, optimizer updates, pruning).
-    It affects only the thread that enters it."""
-    previous, _mode.enabled = is_grad_enabled(), False
+def set_grad_enabled(enabled: bool):
+    """Inside this block, operations build a graph or not; only in the thread that enters it."""
+    previous, _mode.enabled = is_grad_enabled(), bool(enabled)
     try:
         yield
     finally:
         _mode.enabled = previous
+
+
+def no_grad():
+    """Inside this block operations build no graph (inference, optimizer updates, pruning)."""
+    return set_grad_enabled(False)
 
 
 class Context:
@@ -76,17 +80,12 @@ class Function:
         return result
 
 
-def backward(root, grad=None):
-    """Accumulate d(root)/d(leaf) into `.grad` of every leaf that requires grad."""
-    if grad is None:
-        if root.data.size != 1:
-            raise ValueError(f"grad: backward() on a tensor of shape {root.shape} needs an explicit "
-                             "grad of the same shape; only scalars default to 1")
-        grad = np.ones_like(root.data)
+def topological_order(roots, parents=lambda t: t._parents) -> list:
+    """Every tensor reachable from `roots` through `parents`, each one after all of its parents.
+    An iterative depth-first search: a deep network would overflow Python's recursion limit."""
     order, seen = [], set()
-
-    def visit(node):  # iterative DFS: deep nets would overflow Python's recursion limit
-        stack = [(node, False)]
+    for root in roots:
+        stack = [(root, False)]
         while stack:
             t, done = stack.pop()
             if done:
@@ -94,9 +93,18 @@ def backward(root, grad=None):
             elif id(t) not in seen:
                 seen.add(id(t))
                 stack.append((t, True))
-                stack.extend((p, False) for p in t._parents if id(p) not in seen)
+                stack.extend((p, False) for p in parents(t) if id(p) not in seen)
+    return order
 
-    visit(root)
+
+def backward(root, grad=None):
+    """Accumulate d(root)/d(leaf) into `.grad` of every leaf that requires grad."""
+    if grad is None:
+        if root.data.size != 1:
+            raise ValueError(f"grad: backward() on a tensor of shape {root.shape} needs an explicit "
+                             "grad of the same shape; only scalars default to 1")
+        grad = np.ones_like(root.data)
+    order = topological_order([root])
     grads = {id(root): np.asarray(grad, dtype=root.data.dtype)}
     for t in reversed(order):
         g = grads.pop(id(t), None)

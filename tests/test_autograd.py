@@ -159,3 +159,16 @@ def test_gradient_dtype_matches_float32_leaf():
     x = Tensor(np.array([1.0, 2.0], dtype=np.float32), requires_grad=True)
     (x * x).sum().backward()
     assert x.grad.dtype == np.float32
+
+
+def test_set_grad_enabled_builds_a_graph_inside_no_grad_and_restores_the_mode():
+    from minprune.autograd import is_grad_enabled, no_grad, set_grad_enabled
+    w = Tensor(np.array([2.0]), requires_grad=True)
+    with no_grad():
+        with set_grad_enabled(True):
+            y = w * w
+        assert not is_grad_enabled()
+        assert not (w * w).requires_grad
+    assert y.requires_grad and is_grad_enabled()
+    y.backward()
+    assert w.grad[0] == 4.0

@@ -35,7 +35,6 @@ unknown module, a transpose, indexing, the model output itself) make the channel
 """
 from __future__ import annotations
 
-import contextlib
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -153,18 +152,6 @@ class _Call:
     seq: int  # calls are numbered in the order they finished
 
 
-@contextlib.contextmanager
-def _recording():
-    """Build the autograd graph even inside a caller's `no_grad()` block: it is the trace.
-    (autograd has no `enable_grad()`; the mode is a thread-local flag.)"""
-    previous = autograd.is_grad_enabled()
-    autograd._mode.enabled = True
-    try:
-        yield
-    finally:
-        autograd._mode.enabled = previous
-
-
 def _run_hooked(model, input_shape):
     """Two random examples through `model` in eval mode (BatchNorm statistics untouched), with a
     forward hook on every module; every module's own mode is restored afterwards.
@@ -184,7 +171,8 @@ def _run_hooked(model, input_shape):
                requires_grad=True)  # so every op on the data is recorded, frozen weights or not
     model.eval()
     try:
-        with _recording(), np.errstate(all="ignore"):  # only the shapes matter here
+        # the autograd graph is the trace, even inside a caller's no_grad(); only shapes matter
+        with autograd.set_grad_enabled(True), np.errstate(all="ignore"):
             out = model(x)
     except ValueError as error:
         raise ValueError(f"input_shape: the model cannot run on inputs of shape {x.shape}: "
@@ -213,23 +201,6 @@ class _Step:
     span: int = 1      # reshape only: output features per input feature on axis 1
 
 
-def _postorder(roots, parents):
-    """Every tensor reachable from `roots` through `parents`, each after all of its parents.
-    Iterative, as in `autograd.backward`: a deep network would overflow Python's recursion."""
-    order, seen = [], set()
-    for root in roots:
-        stack = [(root, False)]
-        while stack:
-            t, done = stack.pop()
-            if done:
-                order.append(t)
-            elif id(t) not in seen:
-                seen.add(id(t))
-                stack.append((t, True))
-                stack.extend((p, False) for p in reversed(parents(t)) if id(p) not in seen)
-    return order
-
-
 def _steps(x, out, leaves) -> list[_Step]:
     """The steps that compute `out` (and any other module output) from `x`, inputs first.
 
@@ -243,7 +214,7 @@ def _steps(x, out, leaves) -> list[_Step]:
         return call.inputs if call is not None else t._parents
 
     data, steps = {id(x)}, []
-    for t in _postorder([out] + [c.output for c in leaves], parents):
+    for t in autograd.topological_order([out] + [c.output for c in leaves], parents):
         inputs = [p for p in parents(t) if id(p) in data]
         if t is not x and inputs:
             data.add(id(t))
