@@ -449,3 +449,122 @@ def test_a_batchnorm_belongs_to_the_layer_right_before_it():
     assert dead.sum() == 2
     np.testing.assert_array_equal(model[3].weight.mask, ~dead)
     np.testing.assert_array_equal(model[3].bias.data, np.where(dead, 0.0, 0.25))
+
+
+# --- input shapes, layer names and the cached dependency graph --------------------------------------
+def test_an_input_shape_is_a_tuple_of_positive_ints():
+    check = mp.prune.masks.check_input_shape
+    assert check([1, 28, 28]) == (1, 28, 28)
+    assert check((np.int64(3), 8)) == (3, 8)
+    # empty, a bare int, a zero or negative side, a float side, a bool side: all refused by name
+    for bad in [(), 28, (1, 0, 28), (1, -2, 28), (1.0, 28, 28), (1, 2.5, 28), (True, 28, 28)]:
+        with pytest.raises(ValueError, match=r"^input_shape: expected a tuple of positive ints"):
+            check(bad)
+
+
+def test_an_unknown_layer_name_in_apply_masks_names_the_masks_argument():
+    with pytest.raises(ValueError, match=r"^masks: layer name 'fc9' is not one of the prunable"):
+        mp.prune.apply_masks(mlp(), {"fc9": np.ones((10, 6), bool)})
+
+
+class _Chain(nn.Module):
+    """fc1 (4→3) → act → fc2 (3→2), with layers that can be swapped as attributes (a swapped
+    module moves to the end of `named_modules`, so the one swapped is registered last)."""
+
+    def __init__(self, act_last=False):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 3, rng=0)
+        if not act_last:
+            self.act = nn.ReLU()
+        self.fc2 = nn.Linear(3, 2, rng=1)
+        if act_last:
+            self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+
+def test_the_cached_graph_is_traced_again_when_a_layer_changes_shape_or_type():
+    model = _Chain()
+    graph_of = mp.prune.masks.graph_of
+    graph = graph_of(model)
+    assert graph.input_shape == (4,) and graph.units == {"fc1": 3, "fc2": 2}
+    assert graph_of(model) is graph  # same layers: the cached graph
+    model.fc2 = nn.Linear(3, 5, rng=2)  # a wider head under the same name
+    assert graph_of(model).units == {"fc1": 3, "fc2": 5}
+    model = _Chain(act_last=True)
+    assert graph_of(model).activation_after("fc1") == "act"
+    model.act = nn.Dropout(0.0)  # same name, no weight, another type: no ReLU after fc1 any more
+    assert graph_of(model).activation_after("fc1") is None
+
+
+def test_a_graph_cannot_be_traced_without_prunable_layers_or_an_input_shape_that_runs():
+    with pytest.raises(ValueError, match=r"^model: no prunable \(Conv2d or Linear\) layers to trace$"):
+        mp.prune.masks.graph_of(nn.Sequential(nn.ReLU()))
+    # 2 channels of s×s pixels are never the Linear's 14 inputs: no square image runs
+    model = nn.Sequential(nn.Conv2d(1, 2, 1, rng=0), nn.Flatten(), nn.Linear(14, 2, rng=1))
+    with pytest.raises(ValueError, match=r"^input_shape: could not infer the input shape of Sequential "
+                                         r"\(no square image of up to 64×64 runs\); "
+                                         r"pass input_shape=\(C, H, W\)$"):
+        mp.prune.masks.graph_of(model)
+    assert mp.prune.masks.graph_of(model, (1, 7, 1)).units == {"0": 2, "2": 2}
+
+
+def test_a_neuron_mask_on_a_layer_with_one_input():
+    """Linear(1→3): each neuron's row is a single weight, still a neuron (filter) mask."""
+    model = nn.Sequential(nn.Linear(1, 3, rng=0), nn.ReLU(), nn.Linear(3, 2, rng=1))
+    keep = np.array([[True], [False], [True]])
+    mp.prune.apply_masks(model, {"0": keep})
+    np.testing.assert_array_equal(model[0].weight.mask, keep)
+    assert model[0].weight.data[1, 0] == 0
+
+
+# --- coupled groups: a residual addition ties the channels of its layers --------------------------
+class _Residual(nn.Module):
+    """fc1 (3→4) → relu → a(h) + b(h) (4→5 each, coupled) → relu → fc (5→2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.a, self.b = nn.Linear(3, 4, rng=0), nn.Linear(4, 5, rng=1), \
+            nn.Linear(4, 5, rng=2)
+        self.fc = nn.Linear(5, 2, rng=3)
+
+    def forward(self, x):
+        h = self.fc1(x).relu()
+        return self.fc((self.a(h) + self.b(h)).relu())
+
+
+def _neurons(kept, n_in=4, n_out=5):
+    keep = np.zeros((n_out, n_in), bool)
+    keep[list(kept)] = True
+    return keep
+
+
+def test_neuron_masks_given_for_both_layers_of_a_group_must_agree():
+    model = _Residual()
+    with pytest.raises(ValueError, match=r"\(a, b\) would be split: channel 1 is pruned in b"):
+        mp.prune.apply_masks(model, {"a": _neurons([0, 1, 3, 4]), "b": _neurons([0, 2, 3, 4])})
+    assert model.a.weight.mask is None and model.b.weight.mask is None  # nothing installed
+    mp.prune.apply_masks(model, {"a": _neurons([0, 1, 3, 4]), "b": _neurons([0, 1, 3, 4])})
+    assert (~model.b.weight.mask.any(axis=1)).tolist() == [False, False, True, False, False]
+
+
+def test_a_group_is_checked_against_the_masks_already_installed():
+    """b already lost neuron 2 with a: masking a's neuron 2 again splits nothing, but a mask
+    dropping a's neuron 0 while b still has it does."""
+    model = _Residual()
+    mp.prune.apply_masks(model, {"a": _neurons([0, 1, 3, 4]), "b": _neurons([0, 1, 3, 4])})
+    mp.prune.apply_masks(model, {"a": _neurons([0, 1, 3, 4])})
+    with pytest.raises(ValueError, match=r"channel 0 is pruned in a"):
+        mp.prune.apply_masks(model, {"a": _neurons([1, 3, 4])})
+
+
+def test_unstructured_zeros_that_empty_a_neuron_split_no_group():
+    """Unstructured masks are never checked: a row emptied by chance next to scattered zeros."""
+    model = _Residual()
+    keep = np.ones((5, 4), bool)
+    keep[0] = False            # neuron 0 of a emptied...
+    keep[3, 1] = False         # ...among scattered zeros, so not a neuron mask
+    mp.prune.apply_masks(model, {"a": keep})
+    np.testing.assert_array_equal(model.a.weight.mask, keep)
+    assert model.b.weight.mask is None

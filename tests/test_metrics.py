@@ -353,3 +353,39 @@ def test_report_counts_a_layer_without_bias():
     net[2].bias.data[:] = [1.0, 0.0]
     rows = mp.prune.report(net, (4,), show=False)
     assert [(r["params"], r["nonzero"]) for r in rows] == [(12, 8), (8, 7), (20, 15)]
+
+
+def test_activation_density_on_images_that_are_not_square():
+    """1×2×3 images (no square side fits the Linear's 12 inputs, so the shape comes from the
+    batch): a 1×1 conv with weights +1 and −1 on positive pixels fires channel 0 only → 1/2."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 1, rng=0), nn.ReLU(), nn.Flatten(), nn.Linear(12, 2, rng=1))
+    model[0].weight.data[:, 0, 0, 0] = [1.0, -1.0]
+    model[0].bias.data[:] = 0.0
+    x = np.arange(1, 13, dtype=np.float32).reshape(2, 1, 2, 3)
+    assert mp.prune.activation_density(model, x) == {"0": 0.5}
+
+
+def test_a_shared_batchnorm_shift_does_not_revive_a_channel_read_before_the_addition():
+    """y = a(h) feeds both relu(BN(y + b(h))) → fc and, directly, tap. Neuron 0 of a and b is
+    pruned (bias 0 too) but the shared BN's β stays 0.5: fc still gets channel 0, tap does not."""
+    class Tap(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.a, self.b = nn.Linear(3, 4, rng=0), nn.Linear(4, 5, rng=1), \
+                nn.Linear(4, 5, rng=2)
+            self.bn, self.fc, self.tap = nn.BatchNorm1d(5), nn.Linear(5, 2, rng=3), \
+                nn.Linear(5, 2, rng=4)
+
+        def forward(self, x):
+            h = self.fc1(x).relu()
+            y = self.a(h)
+            return self.fc(self.bn(y + self.b(h)).relu()) + self.tap(y.relu())
+
+    model = Tap()
+    model.bn.bias.data[:] = 0.5
+    keep = np.ones((5, 4), bool)
+    keep[0] = False
+    mp.prune.apply_masks(model, {"a": keep, "b": keep})
+    model.a.bias.data[0] = model.b.bias.data[0] = 0.0
+    rows = {r["layer"]: r["macs"] for r in mp.prune.layer_costs(model, (3,))}
+    assert rows == {"fc1": 12, "a": 16, "b": 16, "fc": 10, "tap": 8}

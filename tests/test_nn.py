@@ -617,3 +617,18 @@ def test_average_pooling_is_not_a_kind_of_max_pooling():
     x = Tensor(np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4))
     np.testing.assert_array_equal(nn.AvgPool2d(2)(x).data, [[[[2.5, 4.5], [10.5, 12.5]]]])
     np.testing.assert_array_equal(nn.MaxPool2d(2)(x).data, [[[[5, 7], [13, 15]]]])
+
+
+def test_replacing_a_layer_keeps_its_place_in_the_order():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(4, 3), nn.Linear(3, 2)
+    net = Net()
+    net.fc1 = nn.Linear(4, 3)
+    net.fc2.bias = nn.Parameter(np.zeros(2, np.float32))
+    assert [n for n, _ in net.named_modules()][1:] == ["fc1", "fc2"]
+    assert [n for n, _ in net.named_parameters()] == ["fc1.weight", "fc1.bias", "fc2.weight",
+                                                      "fc2.bias"]
+    net.fc1 = None  # no longer a module
+    assert [n for n, _ in net.named_modules()][1:] == ["fc2"]

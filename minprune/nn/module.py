@@ -75,8 +75,12 @@ class Module:
             raise RuntimeError("call super().__init__() before assigning attributes in a Module")
         if name == "output_mask" and value is not None:
             value = self._check_output_mask(value)
-        self._parameters.pop(name, None)
-        self._modules.pop(name, None)
+        # a replaced parameter or module keeps its place in the order (as in PyTorch): the order
+        # of named_modules() is the order the layers were defined
+        if not isinstance(value, Parameter):
+            self._parameters.pop(name, None)
+        if not isinstance(value, Module):
+            self._modules.pop(name, None)
         if not isinstance(value, np.ndarray):  # re-assigning a buffer's array keeps it a buffer
             self._buffers.pop(name, None)
         if isinstance(value, Parameter):
