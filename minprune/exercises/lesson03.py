@@ -166,7 +166,11 @@ def check_weight_fraction(fn, variant=None) -> None:
     thresholds = ([1e-3, 0.01, 0.05, 0.2] if variant is None
                   else sorted(float(t) for t in 10 ** rng.uniform(-3.5, -0.5, 4)))
     for name, model in _fraction_models(variant).items():
-        for t in thresholds:
+        # one threshold equal to a weight's |w| (a float32 value, exact in float64), which a
+        # `<=` counts and a `<` does not
+        w = np.concatenate([a.ravel() for a in prunable_weights(model)])
+        tie = float(np.abs(w[w != 0])[int(rng.integers(np.count_nonzero(w)))])
+        for t in thresholds + [tie]:
             got = float(as_array(fn(model, t), f"fn({name}, {t:g})"))
             want = _fraction_below(model, t)
             if not np.isclose(got, want, atol=1e-9):
@@ -185,6 +189,8 @@ def check_weight_fraction(fn, variant=None) -> None:
                     hint = f"that is a count; divide by the number of weights ({n:,})."
                 elif np.isclose(got, 1 - want):
                     hint = "you counted the weights at or above the threshold; we want |w| < threshold."
+                elif np.isclose(got, float(np.mean(np.abs(w) <= t)), atol=1e-9):
+                    hint = "strictly below: |w| < threshold, not <=."
                 elif np.isclose(got, per_layer):
                     hint = ("you averaged the per-layer fractions; big layers hold more weights, "
                             "so pool all weights first.")

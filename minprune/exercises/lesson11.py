@@ -105,36 +105,48 @@ def _kurtosis(z: np.ndarray) -> float:
     return float(np.mean(z ** 4))
 
 
+def _check_layer_spread(name, n, w, alive) -> None:
+    """Fail unless one layer's survivors have mean 0 and std √2/√fan_in within five standard
+    errors, naming the usual slip (the nearest of their stds, within 25%) in the hint."""
+    fan_in = int(np.prod(w.shape[1:]))
+    std = np.sqrt(2.0 / fan_in)
+    z, k = alive / std, alive.size
+    if abs(z.std() - 1) <= max(0.1, 5 / np.sqrt(2 * k)) and abs(z.mean()) <= 5 / np.sqrt(k):
+        return
+    got = float(alive.std())
+    fan_out = w.shape[0] * int(np.prod(w.shape[2:]))
+    xavier = np.sqrt(2.0 / (fan_in + fan_out))
+    slips = [(std, f"Kaiming normal: mean 0, std √2/√fan_in = {std:.4f} for {n!r}."),
+             (np.sqrt(2.0 / fan_out), "you used fan_out; Kaiming (forward) uses fan_in = in·kh·kw."),
+             (1.0, "that is a standard normal; scale it by √2/√fan_in."),
+             (std / np.sqrt(2), "the gain for ReLU is √2: std = √2/√fan_in, not 1/√fan_in."),
+             (xavier, "that is Xavier's √(2/(fan_in + fan_out)); Kaiming uses √2/√fan_in."),
+             (np.sqrt(2) * xavier, "that is Xavier's √(2/(fan_in + fan_out)); Kaiming uses "
+                                   "√2/√fan_in.")]
+    if w.ndim == 4:
+        slips.append((np.sqrt(2.0 / w.shape[1]), "a Conv2d's fan_in counts its kernel too: "
+                                                 "in_channels·kh·kw, not in_channels."))
+    distance, hint = min((abs(np.log(got / s)), h) for s, h in slips)
+    fail(f"{name}: the surviving weights of {n!r} have std {got:.4f}, mean "
+         f"{np.mean(alive):.4f}; expected about {std:.4f} and 0.",
+         hint if distance < np.log(1.25) else slips[0][1])
+
+
 def _check_distribution(name, layers, masks) -> None:
-    """The survivors look like Kaiming-normal draws: per layer (where enough survive) and pooled
-    over the net, mean 0 and std √2/√fan_in within five standard errors, and normal, not uniform.
+    """The survivors look like Kaiming-normal draws: mean 0 and std √2/√fan_in within five standard
+    errors per layer and pooled over the net, and normal, not uniform. Layers with 200 or more
+    survivors are checked first (their std is precise enough to name the slip), then the pool,
+    then the small layers (20 or more survivors: a first conv layer often has fewer than 200).
     A right answer fails one of these about once in a million runs."""
-    pooled = []
+    pooled, small = [], []
     for n, layer in layers.items():
         w = layer.weight.data
         alive = w[masks[n]].astype(np.float64)
-        fan_in = int(np.prod(w.shape[1:]))
-        std = np.sqrt(2.0 / fan_in)
-        z = alive / std
-        pooled.append(z)
-        k = z.size
-        if k < 200:
-            continue
-        if abs(z.std() - 1) > max(0.1, 5 / np.sqrt(2 * k)) or abs(z.mean()) > 5 / np.sqrt(k):
-            got = float(alive.std())
-            hint = f"Kaiming normal: mean 0, std √2/√fan_in = {std:.4f} for {n!r}."
-            fan_out = w.shape[0] * int(np.prod(w.shape[2:]))
-            if np.isclose(got, np.sqrt(2.0 / fan_out), rtol=0.2):
-                hint = "you used fan_out; Kaiming (forward) uses fan_in = in·kh·kw."
-            elif np.isclose(got, 1.0, rtol=0.2):
-                hint = "that is a standard normal; scale it by √2/√fan_in."
-            elif np.isclose(got, std / np.sqrt(2), rtol=0.1):
-                hint = "the gain for ReLU is √2: std = √2/√fan_in, not 1/√fan_in."
-            elif any(np.isclose(got, g * np.sqrt(2.0 / (fan_in + fan_out)), rtol=0.05)
-                     for g in (1.0, np.sqrt(2.0))):
-                hint = "that is Xavier's √(2/(fan_in + fan_out)); Kaiming uses √2/√fan_in."
-            fail(f"{name}: the surviving weights of {n!r} have std {got:.4f}, mean "
-                 f"{np.mean(alive):.4f}; expected about {std:.4f} and 0.", hint)
+        pooled.append(alive / np.sqrt(2.0 / int(np.prod(w.shape[1:]))))
+        if alive.size >= 200:
+            _check_layer_spread(name, n, w, alive)
+        elif alive.size >= 20:
+            small.append((n, w, alive))
     z = np.concatenate(pooled)
     if abs(z.std() - 1) > 5 / np.sqrt(2 * z.size) + 0.01 or abs(z.mean()) > 5 / np.sqrt(z.size):
         fail(f"{name}: over all layers, the surviving weights have {z.std():.3f} times the Kaiming "
@@ -144,6 +156,8 @@ def _check_distribution(name, layers, masks) -> None:
     if z.size >= 1000 and _kurtosis(z) < 2.4:
         fail(f"{name}: the surviving weights look uniformly distributed, not normal.",
              "draw from a normal distribution (rng.normal), not a uniform one.")
+    for n, w, alive in small:
+        _check_layer_spread(name, n, w, alive)
 
 
 def _mask(layer) -> np.ndarray:

@@ -121,6 +121,17 @@ def test_weight_fraction_mistakes():
     fails(ex.check_weight_fraction, per_layer, "averaged")
     fails(ex.check_weight_fraction, lambda m, t: float(np.mean(_weights(m) < t)), "magnitude")
     fails(ex.check_weight_fraction, survivors, "exactly 0")
+    # half right: `<=` differs from `<` only at a threshold equal to some |w|
+    fails(ex.check_weight_fraction, lambda m, t: float(np.mean(np.abs(_weights(m)) <= t)),
+          "not <=")
+
+
+def test_weight_fraction_at_a_threshold_equal_to_a_weight():
+    """Hand-made: |w| = 0.5 exactly is not below 0.5; 0.25 and 0 are (3 of 4 weights, not 4)."""
+    model = mp.nn.Sequential(mp.nn.Linear(2, 2, bias=False))
+    model[0].weight.data[...] = [[0.5, -0.25], [0.0, 2.0]]
+    assert ex.lesson03._fraction_below(model, 0.5) == 0.5
+    assert ex.lesson03._fraction_below(model, 0.5000001) == 0.75
 
 
 def test_weight_fraction_takes_a_function_only():

@@ -79,6 +79,12 @@ def test_topk_mistakes():
     fails_hidden(check, replay_of(check, topk))
 
 
+def test_topk_with_the_notebooks_k_instead_of_the_argument_fails():
+    """Half right: the function keeps the top 3 (the notebook's own k) whatever k it is given; the
+    self-check's first case asks for k = 3, so only the later cases can reject it."""
+    fails(ex.check_topk_activations, lambda a, k: topk(a, 3), "exactly k=1")
+
+
 def test_topk_per_unit_instead_of_per_example_is_caught():
     def per_unit(a, k):
         kth = np.sort(a, axis=0)[-min(k, a.shape[0])][None, :]

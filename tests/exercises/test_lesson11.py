@@ -113,7 +113,8 @@ def _reinit(model, seed, draw="normal", gain=2.0 ** 0.5, fan="in", bias=True, ma
         w = layer.weight
         fan_in = int(np.prod(w.shape[1:]))
         fan_out = w.shape[0] * int(np.prod(w.shape[2:]))
-        std = gain / np.sqrt({"in": fan_in, "out": fan_out, "xavier": (fan_in + fan_out) / 2}[fan])
+        std = gain / np.sqrt({"in": fan_in, "out": fan_out, "xavier": (fan_in + fan_out) / 2,
+                              "channels": w.shape[1]}[fan])
         values = (rng.normal(0, std, w.shape) if draw == "normal"
                   else rng.uniform(-std * np.sqrt(3), std * np.sqrt(3), w.shape))
         w.data[...] = values * (w.mask if mask and w.mask is not None else 1)
@@ -127,7 +128,15 @@ def test_reinit_reference(capsys):
     accepts(ex.check_reinitialize, answer, capsys=capsys)
     passes_hidden(ex.check_reinitialize, answer)
     accepts(ex.check_reinitialize, _reinit, capsys=capsys)
+    # in place, returning nothing: the checker looks at the model it handed over
+    accepts(ex.check_reinitialize, lambda m, s: _reinit(m, s) and None, capsys=capsys)
     passes_hidden(ex.check_reinitialize, _reinit)
+
+
+def test_reinit_with_the_kernel_left_out_of_fan_in_fails_the_self_check():
+    """Half right: fan_in = in_channels for a Conv2d (the kernel's kh·kw forgotten) makes only the
+    small first conv layer 3× too wide; the self-check must say so, not only hidden variants."""
+    fails(ex.check_reinitialize, lambda m, s: _reinit(m, s, fan="channels"), "in_channels·kh·kw")
 
 
 def test_reinit_right_answers_pass_many_hidden_variants():

@@ -52,6 +52,23 @@ def test_rewind_loading_the_whole_state_fails():
     fails(ex.check_rewind, naive, "mask")
 
 
+def test_rewind_loading_the_whole_state_names_the_lost_masks():
+    fails(ex.check_rewind, lambda m, s: m.load_state_dict(s) or m, "no longer has its current mask")
+
+
+def test_rewind_restoring_only_the_masks_a_dense_state_drops_fails():
+    """Half right: masks that loading removed are put back, but a state saved at an earlier round
+    brings its own, older masks, and those are kept (the pruned weights they allow come back)."""
+    def restores_missing_masks_only(model, state):
+        masks = {n: p.mask for n, p in model.named_parameters()}
+        model.load_state_dict(state)
+        for n, p in model.named_parameters():
+            if p.mask is None and masks[n] is not None:
+                p.set_mask(masks[n])
+        return model
+    fails(ex.check_rewind, restores_missing_masks_only, "no longer has its current mask")
+
+
 def test_rewind_forgetting_biases_fails():
     def weights_only(model, state):
         for n, m in mp.prune.prunable_layers(model).items():

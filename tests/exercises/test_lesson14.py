@@ -192,8 +192,14 @@ def _first_layer_tampered(model, train_data):   # half right: every mask respect
     return model
 
 
-def _bad_mask(model, train_data):
-    model.classifier[5].weight.mask = np.ones(5)
+def _bad_mask(model, train_data):    # the right shape, but 0.0/1.0 floats instead of booleans
+    w = model.classifier[5].weight
+    w.mask = np.ones(w.shape)
+    return model
+
+
+def _bad_mask_shape(model, train_data):   # booleans, but not the weight's shape
+    model.classifier[5].weight.mask = np.ones(5, dtype=bool)
     return model
 
 
@@ -208,8 +214,9 @@ def _bad_mask(model, train_data):
     (_bad_mask, r"mask has shape(.|\n)*boolean"),
     (_last_bias_diverged, r"classifier.5.bias holds NaN or infinite"),
     (_first_layer_tampered, r"features.0.weight: \d+ weights are pruned by its mask but not 0"),
+    (_bad_mask_shape, r"mask has shape \(5,\)(.|\n)*boolean"),
 ], ids=["none", "masks", "another-net", "compacted", "mask-violated", "nan", "bad-mask",
-        "last-bias-inf", "first-layer-mask-violated"])
+        "last-bias-inf", "first-layer-mask-violated", "bad-mask-shape"])
 def test_invalid_returns_fail_with_a_hint(answer, hint):
     with pytest.raises(AssertionError, match=hint):
         ex.check_capstone(answer)
