@@ -197,3 +197,73 @@ def slimming(model, strength: float) -> Slimming:
     0.25
     """
     return Slimming(model, strength)
+
+
+def zeroed_groups(model, regularizer, tol=1e-3) -> dict:
+    """{layer, or block for "layer", or BatchNorm for slimming: boolean per group, True = the
+    penalty drove it to zero}: a group is zero when its L2 norm (|γ| for slimming) is ≤ `tol`.
+
+    >>> from minprune import nn
+    >>> conv = nn.Sequential(nn.Conv2d(1, 3, 1, bias=False))
+    >>> conv[0].weight.data[:, 0, 0, 0] = [1e-5, 0.5, 0.0]
+    >>> zeroed_groups(conv, group_lasso(conv, "filter", 0.1))["0"].tolist()
+    [True, False, True]
+    """
+    tol = checks.number(tol, "tol", lo=0)
+    if isinstance(regularizer, Slimming):
+        return {n: np.abs(fn.masked(m.weight).data.astype(np.float64)) <= tol
+                for n, m in zip(regularizer.names, _modules(model, regularizer.names, "slimming"))}
+    if not isinstance(regularizer, GroupLasso):
+        raise TypeError(f"regularizer: expected group_lasso(...) or slimming(...), got "
+                        f"{type(regularizer).__name__}")
+    return {n: norms <= tol for n, norms in regularizer.norms(model).items()}
+
+
+def prune_zeroed(model, regularizer, tol=1e-3) -> dict:
+    """Prune the groups `regularizer` drove to zero (`zeroed_groups`); return {layer: mask}.
+
+    Wen et al.'s and Liu et al.'s second step: after training with the penalty, what it
+    zeroed is removed, and the rest is fine-tuned. Filters coupled by a residual addition go
+    only when every coupled filter is zero (else the group is kept whole); for slimming, a
+    BatchNorm channel whose |γ| ≤ tol takes its producing filter with it (the `bn_scale`
+    reasoning); for "layer", the zeroed blocks are removed (`prune_layers`).
+
+    >>> from minprune import nn
+    >>> conv = nn.Sequential(nn.Conv2d(1, 3, 1, bias=False), nn.ReLU(), nn.Conv2d(3, 2, 1))
+    >>> conv[0].weight.data[:, 0, 0, 0] = [1e-5, 0.5, 0.0]
+    >>> masks = prune_zeroed(conv, group_lasso(conv, "filter", 0.1, exclude=["2"]))
+    >>> masks["0"][:, 0, 0, 0].tolist()
+    [False, True, False]
+    """
+    from .masks import apply_masks, graph_of, mask_dead_units
+    from .pruner import prune_layers
+    zero = zeroed_groups(model, regularizer, tol)
+    if isinstance(regularizer, GroupLasso) and regularizer.granularity == "layer":
+        blocks = residual_blocks(model)
+        return prune_layers(model, sum(map(int, zero.values())) / len(blocks))
+    layers = prunable_layers(model)
+    if isinstance(regularizer, Slimming):  # a BatchNorm channel → the filter that feeds it
+        graph, by_bn = graph_of(model), zero
+        zero = {}
+        for layer in graph.order:
+            bn = graph.batchnorm_of(layer)
+            if bn in by_bn:
+                zero[layer] = by_bn[bn]
+        view = structures.parse("filter")
+    else:
+        view = regularizer._view
+    if view.unit:  # coupled filters: a channel goes only when all its producers are zero
+        graph = graph_of(model)
+        for layer in list(zero):
+            group = graph.group_of(layer)
+            if group.blocked:
+                del zero[layer]
+                continue
+            together = [zero.get(p, np.zeros(group.channels, bool)) for p in group.producers]
+            zero[layer] = np.logical_and.reduce(together)
+    masks = {n: view.expand(~z, layers[n].weight.shape) for n, z in zero.items() if z.any()}
+    apply_masks(model, masks)
+    if view.unit:
+        for n in masks:  # a pruned filter takes its bias and BatchNorm entries with it
+            mask_dead_units(model, n)
+    return {n: layers[n].weight.mask for n in masks}
