@@ -8,6 +8,7 @@
     minprune distribution  the note's section 4: weight histograms, fine-tuned vs from scratch
     minprune lottery       winning tickets vs random re-initialisation across sparsities
     minprune sensitivity   per-layer sensitivity scan
+    minprune ssl           learned structured sparsity (group Lasso, slimming) vs pruning after
     minprune course        the classroom kit: student edition and autograder
 
 Every experiment takes --model, --dataset, --seeds, --epochs, --out, --jobs N (processes on this
@@ -110,6 +111,14 @@ COMMANDS = {
         "criterion": (str, "criterion"),
         "granularity": (str, "granularity")},
         ("layer", "sparsity", "seed", "accuracy", "baseline")),
+    "ssl": Command(E.ssl, "learned structured sparsity (group Lasso / slimming) vs pruning after "
+                   "training at the same groups", {
+                       "granularity": (str, f"groups penalised: {', '.join(E.SSL_PENALTIES)}"),
+                       "strengths": (FLOATS, "penalty strengths λ ≥ 0 (0 = the baseline)"),
+                       "finetune_epochs": (int, "fine-tuning epochs after pruning (0 = none)"),
+                       "tol": (float, "a group whose L2 norm is ≤ this counts as zero")},
+                   ("method", "strength", "seed", "share_zeroed", "accuracy_pruned", "accuracy",
+                    "compression", "speedup")),
 }
 TRAIN = {"model": COMMON["model"], "dataset": COMMON["dataset"],
          "seeds": (INTS, "the seed (one)"), "epochs": COMMON["epochs"],

@@ -6,6 +6,7 @@
     distribution        the note's section 4: weight histograms, fine-tuned vs from scratch
     lottery_experiment  winning tickets vs random re-initialisation across sparsities
     sensitivity         per-layer sensitivity scan
+    ssl                 learned structured sparsity (group Lasso, slimming) vs pruning after
 
 Each function checks every argument first (a `ValueError`/`TypeError` naming it; `dry_run=True`
 stops there and returns the jobs still to run), then hands its grid to `runner.run`, which writes
@@ -32,7 +33,7 @@ from .files import atomic_write, cache_dir
 from .prune import schedules
 
 __all__ = ["sweep", "compare_schedules", "compare_at_init", "distribution", "lottery_experiment",
-           "sensitivity", "load_data", "baseline", "summarize", "print_table", "near_zero_fraction",
+           "sensitivity", "ssl", "load_data", "baseline", "summarize", "print_table", "near_zero_fraction",
            "parse_strategy", "cache_dir", "STRATEGIES", "DATASETS", "BASELINE_TRAINING",
            "FINETUNE_TRAINING"]
 
@@ -619,3 +620,139 @@ def _sensitivity_figure(rows, out, settings):
 
 SENSITIVITY = runner.Experiment("sensitivity", _sensitivity_job, axes=("seed", "layer", "sparsity"),
                                 data_fingerprint=data_fingerprint, figure=_sensitivity_figure)
+
+
+# --- learned structured sparsity ---------------------------------------------------------------
+SSL_PENALTIES = ("filter", "channel", "kernel", "filter_shape", "layer", "slimming")
+
+
+def ssl(model="lenet5", dataset="mnist5k", granularity="filter_shape",
+        strengths=(0.0, 0.003, 0.01, 0.03), seeds=(0,), epochs=20, finetune_epochs=2, tol=1e-3,
+        out="results/ssl", progress=True, jobs=1, cluster=None, dry_run=False):
+    """Learned structured sparsity (Wen et al. 2016; slimming: Liu et al. 2017) against pruning
+    after training, at the same structure. For each strength, train from scratch for `epochs`
+    with `prune.group_lasso(model, granularity, strength)` (or `prune.slimming` when
+    granularity="slimming"), prune the groups whose norm went to ≤ `tol`
+    (`regularizers.prune_zeroed`), and fine-tune `finetune_epochs`; then prune the dense
+    baseline to the same groups per layer by magnitude (the groups' L2 norm; |γ| for slimming)
+    and fine-tune it the same. Strength 0 is the baseline itself. Two rows per job: method
+    "group_lasso" and "prune_after"."""
+    settings = _settings(model, dataset, epochs,
+                         granularity=checks.one_of(granularity, "granularity", SSL_PENALTIES),
+                         finetune_epochs=checks.integer(finetune_epochs, "finetune_epochs", 0),
+                         tol=checks.number(tol, "tol", lo=0))
+    _penalty(models.get_model(settings["model"], seed=0), settings["granularity"], 0.0)
+    strengths = _distinct(strengths, "strengths", checks.number, lo=0)
+    grid = [dict(seed=seed, strength=s) for seed in _seeds(seeds) for s in strengths]
+    return runner.run(SSL, settings, grid, out, progress, jobs, cluster, dry_run)
+
+
+def _penalty(model, granularity, strength):
+    if granularity == "slimming":
+        return prune.slimming(model, strength)
+    return prune.group_lasso(model, granularity, strength)
+
+
+def _pruned_share(model, granularity) -> tuple[float, dict]:
+    """(share of the penalised groups pruned, {layer or block: fraction of its groups pruned})."""
+    if granularity == "layer":
+        blocks = prune.regularizers.residual_blocks(model)
+        removed = {n: float(all(not p.data.any() for m in b.residual_branch.values()
+                                for p in m.parameters())) for n, b in blocks.items()}
+        return float(np.mean(list(removed.values()))), removed
+    view = prune.structures.parse("filter" if granularity == "slimming" else granularity)
+    layers = prune.prunable_layers(model)
+    if granularity in ("kernel", "filter_shape"):
+        layers = {n: m for n, m in layers.items() if isinstance(m, nn.Conv2d)}
+    counts = {n: (int((~view.group_alive(m.weight.mask)).sum()) if m.weight.mask is not None
+                  else 0, view.group_alive(np.ones(m.weight.shape, bool)).size)
+              for n, m in layers.items()}
+    share = sum(c for c, _ in counts.values()) / sum(t for _, t in counts.values())
+    return share, {n: c / t for n, (c, t) in counts.items() if c}
+
+
+def _prune_like(m, granularity, fractions):
+    """Prune `m` after training to the same pruned fraction per layer (block) by magnitude."""
+    if granularity == "layer":
+        prune.prune(m, float(np.mean(list(fractions.values()))) if fractions else 0.0,
+                    granularity="layer")
+    elif fractions:
+        criterion = "bn_scale" if granularity == "slimming" else "magnitude"
+        gran = "filter" if granularity == "slimming" else granularity
+        prune.prune(m, criterion=criterion, granularity=gran, scope=fractions,
+                    **({} if criterion == "bn_scale" else dict(reduce="l2")))
+
+
+def _ssl_job(seed, strength, *, model, dataset, epochs, granularity, finetune_epochs, tol,
+             progress=False):
+    train_data, test = _data(dataset)
+    dense = _baseline_of(model, dataset, seed, epochs, progress)
+    dense_accuracy = train.evaluate(dense, test).accuracy
+    start = time.perf_counter()
+    if strength == 0:
+        m = _baseline_of(model, dataset, seed, epochs)  # a fresh copy from the cache
+    else:
+        m = models.get_model(model, seed=seed)
+        train.fit(m, train_data, epochs, seed=seed, progress=False,
+                  regularizer=_penalty(m, granularity, strength), **BASELINE_TRAINING)
+    reg = _penalty(m, granularity, strength)
+    zero = prune.regularizers.zeroed_groups(m, reg, tol)
+    share_zeroed = float(np.mean(np.concatenate([np.ravel(z) for z in zero.values()])))
+    trained = train.evaluate(m, test).accuracy
+    prune.regularizers.prune_zeroed(m, reg, tol)
+    share, fractions = _pruned_share(m, granularity)
+    rows = []
+    for method, net in (("group_lasso", m), ("prune_after", dense)):
+        if method == "prune_after":
+            _prune_like(net, granularity, fractions)
+            trained = dense_accuracy
+        pruned = train.evaluate(net, test).accuracy
+        if finetune_epochs:
+            train.fit(net, train_data, finetune_epochs, seed=seed, progress=False,
+                      **FINETUNE_TRAINING)
+        rows.append(dict(method=method, share_zeroed=share_zeroed,
+                         share_pruned=_pruned_share(net, granularity)[0],
+                         accuracy_trained=trained, accuracy_pruned=pruned,
+                         dense_accuracy=dense_accuracy, **_measure(net, test),
+                         seconds=time.perf_counter() - start))
+    return rows
+
+
+def _ssl_figure(rows, out, settings):
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    lasso = [r for r in rows if r["method"] == "group_lasso"]
+    strengths = sorted({float(r["strength"]) for r in lasso})
+    shares = [[float(r["share_zeroed"]) for r in lasso if float(r["strength"]) == s]
+              for s in strengths]
+    left.errorbar(strengths, [np.mean(v) for v in shares],
+                  yerr=[[np.mean(v) - min(v) for v in shares], [max(v) - np.mean(v) for v in shares]],
+                  marker="o", capsize=3)
+    left.set_xscale("symlog", linthresh=min([s for s in strengths if s > 0], default=1e-3))
+    left.set_xlabel("penalty strength λ")
+    left.set_ylabel(f"share of {settings['granularity']} groups with norm ≤ {settings['tol']:g}")
+    left.set_ylim(-0.02, 1.02)
+    left.set_title("groups driven to zero (mean, min–max over seeds)", fontsize=10)
+    for method, marker in (("group_lasso", "o"), ("prune_after", "s")):
+        mine = [r for r in rows if r["method"] == method]
+        for s in strengths:
+            at = [r for r in mine if float(r["strength"]) == s]
+            right.scatter([np.mean([float(r["compression"]) for r in at])],
+                          [np.mean([float(r["accuracy"]) for r in at])], marker=marker,
+                          color="C0" if method == "group_lasso" else "C1",
+                          label=method.replace("_", " ") if s == strengths[0] else None)
+            right.annotate(f"λ={s:g}", (np.mean([float(r["compression"]) for r in at]),
+                                        np.mean([float(r["accuracy"]) for r in at])),
+                           fontsize=7, xytext=(3, 3), textcoords="offset points")
+    right.set_xlabel("compression (prunable weights / nonzero)")
+    right.set_ylabel(f"test accuracy after {settings['finetune_epochs']} epochs of fine-tuning")
+    right.set_title(f"{settings['model']}: learned ({settings['granularity']}) vs pruned after "
+                    "training, same groups per layer", fontsize=10)
+    right.legend(fontsize=8)
+    _save_figure(fig, out / "ssl.png")
+
+
+SSL = runner.Experiment("ssl", _ssl_job, axes=("seed", "strength"),
+                        each=("method", ("group_lasso", "prune_after")),
+                        data_fingerprint=data_fingerprint, figure=_ssl_figure)

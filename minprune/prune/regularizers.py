@@ -240,7 +240,7 @@ def prune_zeroed(model, regularizer, tol=1e-3) -> dict:
     zero = zeroed_groups(model, regularizer, tol)
     if isinstance(regularizer, GroupLasso) and regularizer.granularity == "layer":
         blocks = residual_blocks(model)
-        return prune_layers(model, sum(map(int, zero.values())) / len(blocks))
+        return prune_layers(model, sum(int(z.all()) for z in zero.values()) / len(blocks))
     layers = prunable_layers(model)
     if isinstance(regularizer, Slimming):  # a BatchNorm channel → the filter that feeds it
         graph, by_bn = graph_of(model), zero
