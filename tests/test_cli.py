@@ -12,7 +12,8 @@ from minprune.prune import schedules
 
 pytestmark = pytest.mark.schedules
 
-EXPERIMENTS = ("demo", "sweep", "schedules", "at-init", "distribution", "lottery", "sensitivity")
+EXPERIMENTS = ("demo", "sweep", "schedules", "at-init", "distribution", "lottery", "sensitivity",
+               "ssl")
 
 
 @pytest.fixture(autouse=True)
@@ -115,6 +116,11 @@ def test_dry_run_counts_finished_jobs_and_refuses_another_configuration(tmp_path
     (["lottery", "--rewind-to", "100000"], "rewind_to: must be in [0, "),
     (["sensitivity", "--granularity", "hexagons"], "layer 'classifier.1': "),
     (["sensitivity", "--criterion", "magnitud"], "layer 'classifier.1': "),
+    (["ssl", "--granularity", "layer"], "granularity: 'layer' groups the residual branch"),
+    (["ssl", "--granularity", "filter_shape"], "groups exist in Conv2d layers only"),
+    (["ssl", "--granularity", "unstructured"], "granularity: 'unstructured' is not one of"),
+    (["ssl", "--granularity", "filter", "--strengths=-0.1"], "strengths[0]: must be ≥ 0"),
+    (["ssl", "--granularity", "filter", "--tol=-1"], "tol: must be ≥ 0"),
     (["train", "--seeds", "0,1"], "seeds: `minprune train` trains one model"),
     (["train", "--lr", "0"], "lr: must be > 0, got 0.0"),
 ])

@@ -155,6 +155,7 @@ def test_near_zero_fraction():
     (E.lottery_experiment, dict(sparsities=[0.5]), "lottery.png"),
     (E.distribution, dict(model="lenet_300_100", finetune_epochs=1), "weight_distributions.png"),
     (E.sensitivity, dict(model="lenet_300_100", sparsities=[0.5]), "sensitivity.png"),
+    (E.ssl, dict(granularity="filter", strengths=[0.0, 0.1], finetune_epochs=1), "ssl.png"),
 ])
 def test_each_experiment_writes_rows_and_its_figure(tmp_path, fn, kwargs, figure):
     kwargs = {"model": "lenet_300_100", "seeds": [0], "epochs": 1, "progress": False, **kwargs}
@@ -166,8 +167,9 @@ def test_each_experiment_writes_rows_and_its_figure(tmp_path, fn, kwargs, figure
 
 # --- defect 11: no keyword swallowed, NumPy scalars are numbers ----------------------------------
 EXPERIMENT_FUNCTIONS = (E.sweep, E.compare_schedules, E.compare_at_init, E.distribution,
-                        E.lottery_experiment, E.sensitivity)
-EXPERIMENTS = (E.SWEEP, E.SCHEDULES_EXPERIMENT, E.AT_INIT, E.DISTRIBUTION, E.LOTTERY, E.SENSITIVITY)
+                        E.lottery_experiment, E.sensitivity, E.ssl)
+EXPERIMENTS = (E.SWEEP, E.SCHEDULES_EXPERIMENT, E.AT_INIT, E.DISTRIBUTION, E.LOTTERY, E.SENSITIVITY,
+               E.SSL)
 
 
 @pytest.mark.parametrize("fn", EXPERIMENT_FUNCTIONS, ids=lambda f: f.__name__)
@@ -210,6 +212,8 @@ def test_numpy_scalars_are_numbers_and_give_the_same_rows(tmp_path):
     (E.lottery_experiment, dict(keep_per_round=np.float32(0.5), rewind_to=np.int64(3),
                                 sparsities=[np.float32(0.5)])),
     (E.sensitivity, dict(sparsities=[np.float32(0.5)])),
+    (E.ssl, dict(granularity="filter", strengths=[np.float32(0.01)], tol=np.float16(0.001),
+                 finetune_epochs=np.int64(1))),
 ])
 def test_numpy_scalars_are_accepted_by_every_experiment(fn, kwargs, tmp_path):
     todo = fn(model="lenet_300_100", seeds=[np.int64(0)], epochs=np.int64(1), out=tmp_path,
@@ -252,3 +256,34 @@ def test_a_damaged_baseline_is_named_and_trained_again(how, capsys):
     capsys.readouterr()
     E.baseline("lenet_300_100", "mnist5k", 0, 1, train)  # repaired: loaded without a word
     assert capsys.readouterr().err == ""
+
+
+# --- ssl: learned structured sparsity vs pruning after training ---------------------------------
+@pytest.mark.parametrize("granularity", ["filter_shape", "filter"])
+def test_ssl_prunes_what_the_penalty_zeroed_and_the_same_groups_after_training(tmp_path,
+                                                                             granularity):
+    rows = E.ssl(model="lenet5", granularity=granularity, strengths=[0.0, 0.5], seeds=[0],
+                 epochs=2, finetune_epochs=0, tol=0.05, out=tmp_path, progress=False)
+    by = {(r["strength"], r["method"]): r for r in rows}
+    strong, after = by[(0.5, "group_lasso")], by[(0.5, "prune_after")]
+    # a strong penalty shrinks groups within 2 epochs; those are pruned (not the output layer's)
+    assert 0 < strong["share_pruned"] <= strong["share_zeroed"]
+    if granularity == "filter_shape":
+        assert strong["share_pruned"] == strong["share_zeroed"]
+    # prune-after removed as many groups per layer from the dense baseline
+    assert after["share_pruned"] == pytest.approx(strong["share_pruned"])
+    assert after["compression"] == pytest.approx(strong["compression"], rel=1e-3)
+    assert after["speedup"] == pytest.approx(strong["speedup"], rel=1e-3)
+    assert by[(0.0, "prune_after")]["share_pruned"] == by[(0.0, "group_lasso")]["share_pruned"]
+    assert by[(0.0, "group_lasso")]["accuracy_trained"] == by[(0.0, "prune_after")]["accuracy"]
+
+
+def test_ssl_refuses_a_penalty_the_model_cannot_take(tmp_path):
+    with pytest.raises(ValueError, match="residual"):
+        E.ssl(model="lenet5", granularity="layer", out=tmp_path, dry_run=True)
+    with pytest.raises(ValueError, match="Conv2d"):
+        E.ssl(model="lenet_300_100", granularity="kernel", out=tmp_path, dry_run=True)
+    with pytest.raises(ValueError, match="granularity"):
+        E.ssl(granularity="unstructured", out=tmp_path, dry_run=True)
+    with pytest.raises(ValueError, match="strengths"):
+        E.ssl(strengths=[0.1, 0.1], out=tmp_path, dry_run=True)

@@ -384,3 +384,88 @@ def test_repr_says_what_is_penalised():
     assert repr(group_lasso(small_resnet(), "layer", 2)) == \
         "group_lasso('layer', strength=2, 1 blocks)"
     assert repr(slimming(models.conv4(), 0.1)) == "slimming(strength=0.1, 4 BatchNorm layers)"
+
+
+# --- pruning what the penalty zeroed ------------------------------------------------------------
+def zero_branch(block):
+    for module in block.residual_branch.values():
+        for p in module.parameters():
+            p.data[:] = 0
+
+
+def outputs(model, seed=0):
+    model.eval()
+    x = Tensor(np.random.default_rng(seed).random((3, 1, 28, 28), dtype=np.float32))
+    return model(x).data.copy()
+
+
+def test_zeroed_groups_are_those_of_norm_at_most_tol():
+    model = models.resnet_tiny(seed=0)
+    model.layer2[0].conv1.weight.data[:, :, 1, 2] = 1e-5  # one filter-shape group, norm ≈ 1.7e-4
+    zero = regularizers.zeroed_groups(model, group_lasso(model, "filter_shape", 1.0), tol=1e-3)
+    assert zero["layer2.0.conv1"].reshape(16, 3, 3)[:, 1, 2].all()
+    assert zero["layer2.0.conv1"].sum() == 16 and sum(z.sum() for z in zero.values()) == 16
+    loose = regularizers.zeroed_groups(model, group_lasso(model, "filter_shape", 1.0), tol=1e-6)
+    assert not any(z.any() for z in loose.values())
+
+
+def test_prune_zeroed_filters_keeps_outputs_and_cuts_coupled_filters_only_together():
+    model = models.resnet_tiny(seed=0)
+    model.conv1.weight.data[3] = 0           # coupled with layer1.0.conv2 (the addition): both
+    model.layer1[0].conv2.weight.data[3] = 0  # zero, so channel 3 of the group goes
+    model.layer1[0].conv2.weight.data[7] = 0  # only one of the two: channel 7 stays
+    model.layer2[0].conv1.weight.data[:4] = 0  # not coupled: goes
+    masks = regularizers.prune_zeroed(model, group_lasso(model, "filter", 1.0))
+    alive = {n: m.reshape(m.shape[0], -1).any(axis=1) for n, m in masks.items()}
+    assert set(masks) == {"conv1", "layer1.0.conv2", "layer2.0.conv1"}
+    assert list(np.flatnonzero(~alive["conv1"])) == list(np.flatnonzero(~alive["layer1.0.conv2"]))
+    assert list(np.flatnonzero(~alive["conv1"])) == [3]
+    assert (~alive["layer2.0.conv1"]).sum() == 4
+    assert model.bn1.weight.mask is not None and not model.bn1.weight.mask[3]  # BN entries go too
+    # (BatchNorm turns a zero filter into its shift β, which pruning removes, so the outputs
+    # change a little here; the model without BatchNorm below keeps them exactly)
+    small = mp.prune.compact(model, (1, 28, 28))
+    np.testing.assert_allclose(outputs(model), outputs(small), atol=1e-5)
+    assert small.layer2[0].conv1.out_channels == 28 and small.conv1.out_channels == 15
+
+
+def test_prune_zeroed_without_batchnorm_changes_no_output():
+    r = np.random.default_rng(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, bias=False, rng=r), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 26 * 26, 5, rng=r))
+    model[0].weight.data[[0, 2]] = 0
+    before = outputs(model)
+    regularizers.prune_zeroed(model, group_lasso(model, "filter", 0.1, exclude=["3"]))
+    assert (~model[0].weight.mask.reshape(4, -1).any(axis=1)).tolist() == [True, False, True, False]
+    np.testing.assert_array_equal(outputs(model), before)
+    assert mp.prune.count_params(mp.prune.compact(model, (1, 28, 28))) == 2 * 9 + 2 * 676 * 5 + 5
+
+
+def test_prune_zeroed_slimming_removes_the_filter_feeding_a_zero_gamma():
+    model = models.resnet_tiny(seed=0)
+    model.layer2[0].bn1.weight.data[[1, 5]] = 0  # the BN after layer2.0.conv1 (not coupled)
+    model.bn1.weight.data[2] = 0  # the stem's BN: coupled with layer1.0's bn2, whose γ is not 0
+    masks = regularizers.prune_zeroed(model, slimming(model, 1e-3))
+    assert set(masks) == {"layer2.0.conv1"}
+    dead = ~masks["layer2.0.conv1"].reshape(32, -1).any(axis=1)
+    assert np.flatnonzero(dead).tolist() == [1, 5]
+
+
+def test_prune_zeroed_layer_removes_the_zeroed_block():
+    model = models.resnet_tiny(seed=0, blocks=(2, 1, 1))
+    zero_branch(model.layer1[1])
+    before = outputs(model)
+    regularizers.prune_zeroed(model, group_lasso(model, "layer", 1.0))
+    small = mp.prune.compact(model, (1, 28, 28))
+    assert len(small.layer1) == 2 and isinstance(small.layer1[1], mp.prune.surgery.Shortcut)
+    assert mp.prune.count_params(small) < mp.prune.count_params(model)
+    np.testing.assert_allclose(outputs(small), before, atol=1e-5)
+    assert model.layer1[0].conv1.weight.mask is None  # the other block stays
+
+
+def test_prune_zeroed_refuses_other_regularizers_and_bad_tol():
+    model = small_cnn()
+    with pytest.raises(TypeError, match="regularizer"):
+        regularizers.prune_zeroed(model, lambda m: 0)
+    with pytest.raises(ValueError, match="tol"):
+        regularizers.zeroed_groups(model, group_lasso(model, "filter", 1.0), tol=-1)
