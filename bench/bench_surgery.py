@@ -9,7 +9,10 @@ final classifier left dense so all 10 logits survive),
 Unstructured zeros sit inside filters, so compaction removes (almost) nothing and the measured
 speedup stays ~1× whatever the theory says; filter/neuron pruning gives real but smaller-than-
 theoretical gains, because the layers that shrink least (and the im2col / layout work, which
-does not shrink with the multiply-adds) keep their cost.
+does not shrink with the multiply-adds) keep their cost. On the residual networks, filter
+pruning cuts every channel group a residual addition couples as one (`dependency_graph`), and
+whole-layer pruning ("layer": the branches of identity blocks, global by branch weight norm)
+replaces removed blocks by their shortcut.
 
     python bench/bench_surgery.py
     python bench/bench_surgery.py --models conv4 --repeats 20
@@ -27,7 +30,22 @@ import minprune as mp  # noqa: E402, I001  (before NumPy: it may pick OpenBLAS k
 import numpy as np  # noqa: E402
 
 PATTERNS = [("structured", 0.5), ("structured", 0.75), ("structured", 0.9), ("unstructured", 0.9)]
-LAST = {"lenet_300_100": "classifier.5", "lenet5": "classifier.5", "conv4": "classifier.3"}
+LAST = {"lenet_300_100": "classifier.5", "lenet5": "classifier.5", "conv4": "classifier.3",
+        "resnet_tiny": "fc", "resnet14": "fc"}
+EXTRA = {"resnet_tiny": [("layer", 1.0)], "resnet14": [("layer", 0.5), ("layer", 1.0)]}
+
+
+def pruned(name, kind, sparsity):
+    """(the model pruned in this pattern, the granularity's name)."""
+    model = mp.models.get_model(name, seed=0)
+    if kind == "layer":
+        mp.prune.prune(model, sparsity, granularity="layer")
+        return model, "layer"
+    granularity = kind if kind == "unstructured" else (
+        "neuron" if name == "lenet_300_100" else "filter")
+    mp.prune.prune(model, sparsity, criterion="magnitude", granularity=granularity,
+                   scope="layerwise", exclude=LAST[name])
+    return model, granularity
 
 
 def main():
@@ -42,13 +60,9 @@ def main():
           f"{'measured':>9}")
     t0 = time.perf_counter()
     for name in args.models:
-        for kind, sparsity in PATTERNS:
-            model = mp.models.get_model(name, seed=0)
-            granularity = kind if kind == "unstructured" else (
-                "neuron" if name == "lenet_300_100" else "filter")
-            mp.prune.prune(model, sparsity, criterion="magnitude", granularity=granularity,
-                           scope="layerwise", exclude=LAST[name])
-            small = mp.prune.compact(model)
+        for kind, sparsity in PATTERNS + EXTRA.get(name, []):
+            model, granularity = pruned(name, kind, sparsity)
+            small = mp.prune.compact(model, (1, 28, 28))
             theory = mp.prune.theoretical_speedup(model, (1, 28, 28))
             measured = mp.prune.measured_speedup(model, (1, 28, 28), compacted=small,
                                                  batch_size=args.batch, repeats=args.repeats)

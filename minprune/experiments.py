@@ -721,36 +721,47 @@ def _ssl_job(seed, strength, *, model, dataset, epochs, granularity, finetune_ep
 def _ssl_figure(rows, out, settings):
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     lasso = [r for r in rows if r["method"] == "group_lasso"]
     strengths = sorted({float(r["strength"]) for r in lasso})
     shares = [[float(r["share_zeroed"]) for r in lasso if float(r["strength"]) == s]
               for s in strengths]
-    left.errorbar(strengths, [np.mean(v) for v in shares],
-                  yerr=[[np.mean(v) - min(v) for v in shares], [max(v) - np.mean(v) for v in shares]],
-                  marker="o", capsize=3)
-    left.set_xscale("symlog", linthresh=min([s for s in strengths if s > 0], default=1e-3))
-    left.set_xlabel("penalty strength λ")
-    left.set_ylabel(f"share of {settings['granularity']} groups with norm ≤ {settings['tol']:g}")
-    left.set_ylim(-0.02, 1.02)
-    left.set_title("groups driven to zero (mean, min–max over seeds)", fontsize=10)
-    for method, marker in (("group_lasso", "o"), ("prune_after", "s")):
-        mine = [r for r in rows if r["method"] == method]
-        for s in strengths:
-            at = [r for r in mine if float(r["strength"]) == s]
-            right.scatter([np.mean([float(r["compression"]) for r in at])],
-                          [np.mean([float(r["accuracy"]) for r in at])], marker=marker,
-                          color="C0" if method == "group_lasso" else "C1",
-                          label=method.replace("_", " ") if s == strengths[0] else None)
-            right.annotate(f"λ={s:g}", (np.mean([float(r["compression"]) for r in at]),
-                                        np.mean([float(r["accuracy"]) for r in at])),
-                           fontsize=7, xytext=(3, 3), textcoords="offset points")
-    right.set_xlabel("compression (prunable weights / nonzero)")
-    right.set_ylabel(f"test accuracy after {settings['finetune_epochs']} epochs of fine-tuning")
-    right.set_title(f"{settings['model']}: learned ({settings['granularity']}) vs pruned after "
-                    "training, same groups per layer", fontsize=10)
-    right.legend(fontsize=8)
+    mean = np.array([np.mean(v) for v in shares])
+    axes[0].errorbar(strengths, mean, yerr=[mean - [min(v) for v in shares],
+                                            [max(v) for v in shares] - mean],
+                     marker="o", capsize=3)
+    axes[0].set_xscale("symlog", linthresh=min([s for s in strengths if s > 0], default=1e-3))
+    axes[0].set(xlabel="penalty strength λ", ylim=(-0.02, 1.02),
+                ylabel=f"share of groups with norm ≤ {settings['tol']:g}")
+    axes[0].set_title(f"{settings['granularity']} groups driven to zero (mean, min–max over "
+                      "seeds)", fontsize=10)
+    for ax, x in zip(axes[1:], ("compression", "speedup")):
+        _ssl_panel(ax, rows, strengths, x)
+    axes[1].set_xlabel("compression (prunable weights / nonzero)")
+    axes[2].set_xlabel("theoretical speedup (multiply-adds, dense / left)")
+    axes[1].set_ylabel("test accuracy (mean over seeds)")
+    fig.suptitle(f"{settings['model']}: learned {settings['granularity']} sparsity vs pruning "
+                 f"the baseline after training at the same groups per layer; filled: after "
+                 f"{settings['finetune_epochs']} epochs of fine-tuning, hollow: before", fontsize=10)
     _save_figure(fig, out / "ssl.png")
+
+
+def _ssl_panel(ax, rows, strengths, x):
+    for method, color in (("group_lasso", "C0"), ("prune_after", "C1")):
+        points = []
+        for s in strengths:
+            at = [r for r in rows if r["method"] == method and float(r["strength"]) == s]
+            points.append([np.mean([float(r[k]) for r in at])
+                           for k in (x, "accuracy", "accuracy_pruned")])
+        xs, tuned, before = np.array(points).T
+        label = "group Lasso, then prune" if method == "group_lasso" else "prune after training"
+        ax.plot(xs, tuned, "o-", color=color, label=label)
+        ax.plot(xs, before, "o--", color=color, markerfacecolor="none", alpha=0.7)
+        if method == "group_lasso":
+            for s, xi, yi in zip(strengths, xs, tuned):
+                ax.annotate(f"λ={s:g}", (xi, yi), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+    ax.legend(fontsize=8)
 
 
 SSL = runner.Experiment("ssl", _ssl_job, axes=("seed", "strength"),
