@@ -192,7 +192,8 @@ def _criterion_inputs(criterion, train_data, seed) -> dict:
     """Everything a criterion needs besides the model: its options, and a scoring batch if it
     looks at data."""
     inputs = criterion_options(criterion, seed, _shape(train_data[0]))
-    if getattr(prune.CRITERIA.get(criterion), "needs_data", False):
+    known = prune.CRITERIA.get(criterion) or prune.criteria.BLOCK_CRITERIA.get(criterion)
+    if getattr(known, "needs_data", False):
         inputs["batch"] = scoring_batch(train_data, seed)
     return inputs
 

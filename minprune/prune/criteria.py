@@ -425,6 +425,7 @@ def block_loss(model, blocks, batch=None) -> dict:
     return scores
 
 
+block_magnitude.needs_data, block_loss.needs_data = False, True  # as `@criterion` marks the rest
 BLOCK_CRITERIA = {"magnitude": block_magnitude, "block_loss": block_loss}
 
 
