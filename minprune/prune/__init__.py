@@ -18,11 +18,12 @@ from .metrics import (
 from .pruner import activation_sparsity, prune, prune_activations
 from .regularizers import group_lasso, slimming
 from .schedules import sensitivity_scan, sparsities_from_scan
+from .sparse import sparsify
 from .surgery import compact, measured_speedup
 
 __all__ = ["prune", "prune_activations", "activation_sparsity", "remove", "reset", "get_masks",
            "apply_masks", "prunable_layers", "CRITERIA", "MovementTracker", "sensitivity_scan",
            "sparsities_from_scan", "count_params", "count_nonzero", "sparsity", "compression_ratio",
            "flops", "layer_costs", "theoretical_speedup", "activation_density", "report",
-           "compact", "measured_speedup", "group_lasso", "slimming", "dependency_graph",
+           "compact", "measured_speedup", "sparsify", "group_lasso", "slimming", "dependency_graph",
            "criteria", "regularizers", "masks", "metrics", "schedules", "scope", "structures", "surgery"]
