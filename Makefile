@@ -45,7 +45,7 @@ test-book: book
 	$(PY) -m pytest -q tests/book tests/test_course_book.py
 
 bench: $(STAMP)
-	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet "torch==2.13.0" scipy
 	$(PY) bench/bench_engine.py
 
 lint: $(STAMP)
