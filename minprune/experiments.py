@@ -637,7 +637,7 @@ def ssl(model="lenet5", dataset="mnist5k", granularity="filter_shape",
     (`regularizers.prune_zeroed`), and fine-tune `finetune_epochs`; then prune the dense
     baseline to the same groups per layer by magnitude (the groups' L2 norm; |γ| for slimming)
     and fine-tune it the same. Strength 0 is the baseline itself. Two rows per job: method
-    "group_lasso" and "prune_after"."""
+    "group_lasso" (trained with the penalty, slimming's too) and "prune_after"."""
     settings = _settings(model, dataset, epochs,
                          granularity=checks.one_of(granularity, "granularity", SSL_PENALTIES),
                          finetune_epochs=checks.integer(finetune_epochs, "finetune_epochs", 0),
@@ -755,7 +755,8 @@ def _ssl_panel(ax, rows, strengths, x):
             points.append([np.mean([float(r[k]) for r in at])
                            for k in (x, "accuracy", "accuracy_pruned")])
         xs, tuned, before = np.array(points).T
-        label = "group Lasso, then prune" if method == "group_lasso" else "prune after training"
+        label = "trained with the penalty, then pruned" if method == "group_lasso" else \
+            "pruned after training"
         ax.plot(xs, tuned, "o-", color=color, label=label)
         ax.plot(xs, before, "o--", color=color, markerfacecolor="none", alpha=0.7)
         if method == "group_lasso":
