@@ -1,4 +1,5 @@
-"""Pictures of pruning: masks, per-layer sparsity, weight histograms, accuracy curves, scans.
+"""Pictures of pruning: masks, per-layer sparsity, weight histograms, accuracy curves, scans, and
+the coupled groups of a dependency graph.
 
 Every function draws into an Axes (pass `ax=` to place it in your own figure, or leave it None for
 a new figure) and returns what it drew on: an Axes, or a Figure when it makes several panels.
@@ -10,6 +11,7 @@ function calls `plt.show()` (notebooks show figures themselves; scripts call it 
     plots.plot_mask(model.features[3].weight.mask)
     plots.plot_granularity_gallery()
     plots.plot_accuracy_vs_sparsity(rows)        # rows: [{"strategy", "sparsity", "accuracy"}, ...]
+    plots.plot_dependency_graph(mp.prune.dependency_graph(model, (1, 28, 28)))
 """
 from __future__ import annotations
 
@@ -354,4 +356,113 @@ def plot_sensitivity(scan, ax=None):
     ax.set_title("sensitivity scan: each layer pruned alone")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return ax
+
+
+def _lighter(colour, amount=0.6):
+    """`colour` mixed with white: text on it stays readable."""
+    from matplotlib.colors import to_rgb
+    return tuple(amount + (1 - amount) * c for c in to_rgb(colour))
+
+
+def _joins_of_groups(graph) -> dict:
+    """{group index: names of the additions that tie its producers}, from the traced steps: an
+    addition adds the channels of the layers its two inputs come from (through BatchNorm, ReLU,
+    pooling and reshapes, which keep channels one by one)."""
+    sources, joins = {}, {}
+    for node in graph.nodes:
+        if node.kind == "layer":
+            sources[node.name] = {node.name}
+            continue
+        came = set().union(*(sources.get(r, set()) for r in node.reads))
+        sources[node.name] = set() if node.kind == "opaque" else came
+        layers = sorted(n for n in came if n in graph.units)
+        if node.kind == "join" and layers:
+            joins.setdefault(graph.group_of(layers[0]).index, []).append(node.name)
+    return joins
+
+
+def _producer_label(graph, layer) -> str:
+    """ "layer1.0.conv2 [+bn2]": a producer with the BatchNorm that normalises its channels."""
+    bn = graph.batchnorm_of(layer)
+    if bn is None:
+        return layer
+    a, b = layer.split("."), bn.split(".")
+    common = 0
+    while common < min(len(a), len(b)) - 1 and a[common] == b[common]:
+        common += 1
+    if b[common:][0].isdigit() and common:  # "downsample.1", not a bare "1"
+        common -= 1
+    return f"{layer} [+{'.'.join(b[common:])}]"
+
+
+def plot_dependency_graph(graph, ax=None):
+    """Draw a dependency graph (`mp.prune.dependency_graph`) as one band per group of coupled
+    channels: the layers that produce them (with their BatchNorm), the additions that tie those
+    layers together, and the layers that read the channels. Structured pruning keeps or removes
+    a channel of a group in every producer, BatchNorm and reader at once.
+
+    Bands are coloured by group; a group of several producers (coupled by a residual addition)
+    has its name in bold; a group that cannot be pruned (the model output, channels tied to the
+    input) is grey, with the reason. An addition of a residual block x + f(x) with an identity
+    shortcut (`graph.blocks`, whose branch f can go as a whole layer) is marked "x + f(x)".
+    Returns the Axes."""
+    from matplotlib.patches import Rectangle
+
+    from .prune.graph import OUTPUT_REASON, DependencyGraph
+
+    if not isinstance(graph, DependencyGraph):
+        raise TypeError(f"graph: expected the DependencyGraph of mp.prune.dependency_graph(model, "
+                        f"input_shape), got {type(graph).__name__}")
+    plt = _pyplot()
+    joins = _joins_of_groups(graph)
+    identity = {b.join for b in graph.blocks}
+    shapes = {node.name: node.shape for node in graph.nodes}
+    rows = []
+    for g in graph.groups:
+        readers = [str(c) for c in g.consumers]
+        if OUTPUT_REASON in g.blocked:
+            readers.append("model output")
+        kept = [r for r in g.blocked if r != OUTPUT_REASON]
+        if g.blocked:
+            readers.append(f"(kept: {'; '.join(kept)})" if kept else "(kept)")
+        rows.append((g, joins.get(g.index, []), readers))
+    heights = [max(len(g.producers), len(j), len(r), 2) for g, j, r in rows]
+    total = sum(heights)
+    fig, ax = _new_axes(ax, (12, 1.0 + 0.32 * total))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(total + 0.1, -1.3)
+    ax.axis("off")
+    columns = {"group": 0.005, "producers": 0.11, "joins": 0.49, "readers": 0.72}
+    for key, title in (("group", "group"), ("producers", "producers [+ their BatchNorm]"),
+                       ("joins", "tied together by"), ("readers", "read by (input channels)")):
+        ax.text(columns[key], -0.7, title, fontsize=9, fontstyle="italic", va="center")
+    palette = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]  # 7 is grey
+    y = 0
+    for (g, group_joins, readers), h in zip(rows, heights):
+        colour = _lighter("#b0b0b0" if g.blocked else palette[g.index % len(palette)], 0.55)
+        ax.add_patch(Rectangle((0, y + 0.06), 1, h - 0.12, facecolor=_lighter(colour, 0.6),
+                               edgecolor="none", zorder=0))
+        unit = "channels" if len(shapes.get(g.producers[0], ())) > 1 else "units"  # Conv2d: (C, H, W)
+        ax.text(columns["group"], y + h / 2, f"group {g.index}\n{g.channels} {unit}", va="center",
+                fontsize=9, fontweight="bold" if g.coupled else "normal")
+        for k, layer in enumerate(g.producers):
+            ax.text(columns["producers"], y + k + 0.5, _producer_label(graph, layer), va="center",
+                    fontsize=8.5, fontweight="bold" if g.coupled else "normal",
+                    bbox=dict(boxstyle="round,pad=0.25", facecolor=colour, edgecolor="none"))
+        if not group_joins:
+            ax.text(columns["joins"], y + 0.5, "—", va="center", fontsize=8.5, color="gray")
+        for k, join in enumerate(group_joins):
+            ax.text(columns["joins"], y + k + 0.5, f"+ {join}" + ("   (x + f(x))" if join in identity
+                                                                  else ""),
+                    va="center", fontsize=8.5)
+        for k, reader in enumerate(readers):
+            ax.text(columns["readers"], y + k + 0.5, reader, va="center", fontsize=8.5,
+                    color="dimgray" if reader.startswith("(kept") else "black")
+        middle = y + h / 2
+        for x0, x1 in ((0.445, 0.48), (0.685, 0.71)):
+            ax.annotate("", xy=(x1, middle), xytext=(x0, middle),
+                        arrowprops=dict(arrowstyle="->", color="gray", lw=1))
+        y += h
+    ax.set_title(f"{graph!r}: one band per group of channels pruned together", fontsize=10)
     return ax

@@ -282,3 +282,79 @@ def test_rendered_layer_sparsity_bars_have_the_right_heights(tmp_path, pruned_pa
     hi, lo = int(np.argmax(heights)), int(np.argmin(heights))
     assert columns[hi] > columns[lo] > 0
     assert columns[hi] / columns[lo] == pytest.approx(heights[hi] / heights[lo], rel=0.1)
+
+
+# --- plot_dependency_graph -------------------------------------------------------------------------
+def _graph_artists(ax):
+    """{text: Text artist} of what the figure writes, and the producer boxes (texts with a bbox)."""
+    texts = {t.get_text(): t for t in ax.texts}
+    boxes = {t.get_text().split(" [+")[0]: t for t in ax.texts if t.get_bbox_patch() is not None}
+    return texts, boxes
+
+
+def test_dependency_graph_names_every_producer_addition_and_reader():
+    graph = mp.prune.dependency_graph(mp.models.resnet_tiny(), (1, 28, 28))
+    ax = plots.plot_dependency_graph(graph)
+    texts, boxes = _graph_artists(ax)
+    assert set(boxes) == set(graph.units)     # one labelled box per producer, nothing else boxed
+    for g in graph.groups:
+        for c in g.consumers:
+            assert str(c) in texts, f"reader {c} of group {g.index} is not drawn"
+        assert any(t.startswith(f"group {g.index}\n{g.channels} ") for t in texts)
+    assert boxes["layer1.0.conv2"].get_text() == "layer1.0.conv2 [+bn2]"
+    assert boxes["layer2.0.downsample.0"].get_text() == "layer2.0.downsample.0 [+downsample.1]"
+    additions = sorted(t for t in texts if t.startswith("+ "))
+    assert additions == ["+ layer1.0.add   (x + f(x))", "+ layer2.0.add", "+ layer3.0.add"]
+    assert "model output" in texts and "(kept)" in texts
+    assert "7 groups" in ax.get_title()
+
+
+def test_dependency_graph_puts_each_producer_and_addition_in_its_groups_band():
+    graph = mp.prune.dependency_graph(mp.models.resnet14(), (1, 28, 28))
+    ax = plots.plot_dependency_graph(graph)
+    texts, boxes = _graph_artists(ax)
+    bands = sorted((p.get_y(), p.get_y() + p.get_height()) for p in ax.patches)
+    assert len(bands) == len(graph.groups)     # one band per group, in the groups' order
+    for g, (top, bottom) in zip(graph.groups, bands):
+        for layer in g.producers:
+            assert top < boxes[layer].get_position()[1] < bottom, f"{layer} outside group {g.index}"
+    top, bottom = bands[0]                     # group 0: the stem and two blocks, two additions
+    for name in ("+ layer1.0.add   (x + f(x))", "+ layer1.1.add   (x + f(x))"):
+        assert top < texts[name].get_position()[1] < bottom
+
+
+def test_dependency_graph_colours_groups_apart():
+    from matplotlib.colors import to_rgb
+    graph = mp.prune.dependency_graph(mp.models.resnet_tiny(), (1, 28, 28))
+    _, boxes = _graph_artists(plots.plot_dependency_graph(graph))
+    colour = {p: to_rgb(boxes[p].get_bbox_patch().get_facecolor()) for p in graph.units}
+    firsts = [colour[g.producers[0]] for g in graph.groups]
+    assert len(set(firsts)) == len(graph.groups)                   # every group its own colour
+    for g in graph.groups:
+        assert {colour[p] for p in g.producers} == {firsts[g.index]}   # coupled layers share one
+    r, gr, b = colour["fc"]
+    assert r == gr == b                                             # the kept group is grey
+
+
+def test_dependency_graph_of_a_chain_has_no_additions(tmp_path):
+    from matplotlib.colors import to_rgb
+    graph = mp.prune.dependency_graph(mp.models.lenet5(), (1, 28, 28))
+    ax = plots.plot_dependency_graph(graph)
+    texts, boxes = _graph_artists(ax)
+    assert set(boxes) == set(graph.units)
+    assert not [t for t in texts if t.startswith("+ ")]
+    assert "classifier.1 (×25 features)" in texts
+    assert "group 2\n120 units" in texts and "group 0\n6 channels" in texts
+    # drawn, not only placed: every box colour shows in the PNG
+    img = _rendered(ax.figure, tmp_path / "graph.png", dpi=60)[..., :3]
+    for layer, box in boxes.items():
+        painted = np.all(np.abs(img - to_rgb(box.get_bbox_patch().get_facecolor())) < 0.02, axis=-1)
+        assert painted.sum() > 50, f"the box of {layer} is not in the image"
+
+
+def test_dependency_graph_rejects_what_is_not_a_graph():
+    with pytest.raises(TypeError, match="graph"):
+        plots.plot_dependency_graph(mp.models.resnet_tiny())
+    with pytest.raises(TypeError, match="ax"):
+        plots.plot_dependency_graph(mp.prune.dependency_graph(mp.models.lenet5(), (1, 28, 28)),
+                                    ax="left")

@@ -1,255 +1,302 @@
-"""Checker of lesson 14 (the capstone: prune LeNet-5 as far as you can).
-
-The checker returns a Score instead of passing or failing: 0 below the accuracy bar or over the
-training budget, else log(compression) / log(target). These tests run it in fast mode (a toy baseline on a few
-hundred digits, cached in a temporary folder), where no pipeline reaches the real 97% bar, so the
-tests that need a positive score lower `MIN_ACCURACY`, the checker's documented knob. Invalid answers
-raise AssertionError with a hint, as in every other checker.
-"""
+"""Checkers of lesson 14 (structure and depth): the lesson's reference answers and answers written
+independently pass the self-check and hidden variants; the usual half-right answers fail with their
+hint; the library's dependency graph, group Lasso and compact are refused while an answer runs; a
+replayed answer fails the hidden variants."""
 import copy
-import math
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
+from checking import accepts, blocked, fails, fails_hidden, passes_hidden, replay_of
 
 import minprune as mp
 import minprune.exercises as ex
 from minprune.course import notebooks as N
 from minprune.exercises import lesson14 as L
-from minprune.exercises.core import EXERCISES, Score
 
 pytestmark = pytest.mark.course
 
-ROOT = Path(__file__).resolve().parents[2]
-HIDDEN = 2024   # any hidden variant: the capstone's hidden check does not depend on its number
+
+# --- 14.1 coupled groups ------------------------------------------------------------------------
+def union_find_groups(nodes):
+    """Written apart from the lesson's answer: union-find over the layers, sources by node."""
+    parent, carries = {}, {}
+
+    def find(a):
+        while parent[a] != a:
+            a = parent[a]
+        return a
+
+    for node in nodes:
+        if node.kind == "layer":
+            parent[node.name] = node.name
+            carries[node.name] = [node.name]
+        elif node.kind == "opaque":
+            carries[node.name] = []
+        else:
+            carries[node.name] = [x for r in node.reads for x in carries.get(r, [])]
+            if node.kind == "join":
+                for a in carries[node.name][1:]:
+                    parent[find(a)] = find(carries[node.name][0])
+    groups = {}
+    for layer in parent:
+        groups.setdefault(find(layer), []).append(layer)
+    return list(groups.values())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fast_capstone(tmp_path_factory):
-    """Fast mode and a cache of our own: the toy baselines are trained once for this module."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("MINPRUNE_FAST", "1")
-    patch.setenv("MINPRUNE_CACHE", str(tmp_path_factory.mktemp("cache")))
-    yield
-    patch.undo()
+def test_coupled_groups_right_answers(capsys):
+    for fn in (union_find_groups, N.reference_answer("14.1")):
+        accepts(ex.check_coupled_groups, fn, capsys=capsys)
+        passes_hidden(ex.check_coupled_groups, fn)
+    # any iterable of iterables will do: tuples of sorted names, a dict of groups
+    passes_hidden(ex.check_coupled_groups, lambda nodes: tuple(tuple(sorted(g))
+                                                                for g in union_find_groups(nodes)))
+    accepts(ex.check_coupled_groups, lambda nodes: dict(enumerate(union_find_groups(nodes))),
+            capsys=capsys)
 
 
-def reference():
-    return N.reference_answer("14.1")
+def test_coupled_groups_of_resnet_tiny_by_hand():
+    nodes = mp.prune.dependency_graph(mp.models.resnet_tiny(), (1, 28, 28)).nodes
+    coupled = sorted(sorted(g) for g in union_find_groups(nodes) if len(g) > 1)
+    assert coupled == [["conv1", "layer1.0.conv2"],
+                       ["layer2.0.conv2", "layer2.0.downsample.0"],
+                       ["layer3.0.conv2", "layer3.0.downsample.0"]]
 
 
-def one_shot(sparsity):
-    """A pipeline that prunes once, globally by magnitude, and does not retrain."""
-    def pipeline(model, train_data):
-        mp.prune.prune(model, sparsity, criterion="magnitude", scope="global")
-        return model
-    return pipeline
+def test_coupled_groups_without_chaining_ties_fails():
+    """One group per addition: right for resnet_tiny (each addition has its own layers), wrong for
+    the fork, where two additions share a layer."""
+    def per_addition(nodes):
+        carries, groups = {}, []
+        for node in nodes:
+            if node.kind == "layer":
+                carries[node.name] = {node.name}
+                groups.append({node.name})
+            else:
+                carries[node.name] = set().union(*(carries.get(r, set()) for r in node.reads))
+                if node.kind == "join":
+                    groups = [g for g in groups if not g <= carries[node.name]]
+                    groups.append(carries[node.name])
+        return groups
+    fails(ex.check_coupled_groups, per_addition, "two groups")
 
 
-def test_registered_as_the_open_ended_capstone():
-    check = EXERCISES["14.1"]
-    assert check is ex.check_capstone
-    assert check.blocks == () and check.variants == 1
-    assert check.timeout >= 300   # room for a cold baseline plus the budget
+def test_coupled_groups_that_do_not_look_through_batchnorm_fail():
+    """Ties only where an addition reads two layers directly: right for chains and the fork, wrong
+    for resnet_tiny, whose additions read BatchNorms."""
+    def direct(nodes):
+        kind = {n.name: n.kind for n in nodes}
+        groups = {n.name: {n.name} for n in nodes if n.kind == "layer"}
+        for n in nodes:
+            if n.kind == "join" and all(kind.get(r) == "layer" for r in n.reads):
+                tied = set().union(*(groups[r] for r in n.reads))
+                for layer in tied:
+                    groups[layer] = tied
+        return list({id(g): g for g in groups.values()}.values())
+    fails(ex.check_coupled_groups, direct, "no layer is tied")
 
 
-def test_points_fraction_is_zero_below_the_bar_and_grows_with_compression():
-    bar = L.MIN_ACCURACY
-    assert L.points_fraction(bar - 0.001, 40.0) == 0.0
-    assert L.points_fraction(1.0, 1.0) == 0.0                      # dense: nothing earned
-    fractions = [L.points_fraction(bar, c) for c in (2, 5, 10, 20, 40)]
-    assert fractions == sorted(fractions) and len(set(fractions)) == 5
-    assert fractions[2] == pytest.approx(math.log(10) / math.log(L.TARGET_COMPRESSION))
-    assert L.points_fraction(bar, L.TARGET_COMPRESSION) == 1.0
-    assert L.points_fraction(bar, 10 * L.TARGET_COMPRESSION) == 1.0  # capped
+def test_coupled_groups_that_tie_readers_fail():
+    """Every read treated as a tie: the whole network becomes one group."""
+    def everything(nodes):
+        return [{n.name for n in nodes if n.kind == "layer"}]
+    fails(ex.check_coupled_groups, everything, "consumer")
 
 
-def test_reference_scores_on_the_held_out_digits(monkeypatch, capsys):
-    monkeypatch.setattr(L, "MIN_ACCURACY", 0.5)   # the toy baseline of fast mode is far below 97%
-    score = ex.check_capstone(reference(), variant=HIDDEN)
-    assert isinstance(score, Score)
-    d = score.detail
-    assert {"accuracy", "compression", "sparsity", "seconds"} <= set(d)
-    assert d["evaluated_on"] == "test" and d["digits"] == L.FAST.test_digits
-    assert d["accuracy"] >= 0.5 and d["compression"] > 5 and not d["over_budget"]
-    assert 0 < score.fraction == pytest.approx(L.points_fraction(d["accuracy"], d["compression"]))
-    out = capsys.readouterr().out
-    assert "test digits" in out and f"points fraction {score.fraction:.3f}" in out
+def test_coupled_groups_with_other_nodes_or_the_input_fail():
+    def with_batchnorms(nodes):
+        return union_find_groups(nodes) + [[n.name for n in nodes if n.kind == "batchnorm"]]
+
+    def with_input(nodes):
+        return union_find_groups(nodes) + [["<input>"]]
+    fails(ex.check_coupled_groups, with_batchnorms, "not layers")
+    fails(ex.check_coupled_groups, with_input, "input")
+    fails(ex.check_coupled_groups, lambda nodes: union_find_groups(nodes)[1:], "in no group")
+    fails(ex.check_coupled_groups, lambda nodes: [n.name for n in nodes if n.kind == "layer"],
+          "group of its own")
+    fails(ex.check_coupled_groups, lambda nodes: None, "return")
 
 
-def test_self_check_scores_on_validation_digits_the_pipeline_never_gets():
-    seen = {}
-
-    def spy(model, train_data):
-        seen["train"] = train_data
-        return model
-    score = ex.check_capstone(spy)
-    train, val = L.capstone_data()
-    assert len(seen["train"][1]) == len(train[1]) == L.FAST.train_digits - L.FAST.validation_digits
-    assert score.detail["evaluated_on"] == "validation"
-    assert score.detail["digits"] == len(val[1]) == L.FAST.validation_digits
-    given = {x.tobytes() for x in seen["train"][0]}
-    assert not any(x.tobytes() in given for x in val[0]), "validation digits leaked to the pipeline"
-    assert score.fraction == 0.0 and score.detail["compression"] == pytest.approx(1.0, abs=1e-3)
+def test_coupled_groups_library_is_blocked():
+    def traced(nodes):
+        graph = mp.prune.dependency_graph(mp.models.resnet_tiny(), (1, 28, 28))
+        return [g.producers for g in graph.groups]
+    err = blocked(ex.check_coupled_groups, traced)
+    assert "dependency_graph" not in str(err)
 
 
-def test_the_pipeline_gets_a_copy_of_the_baseline():
-    def vandal(model, train_data):       # wrecks the model it is given, in place
-        for p in model.parameters():
-            p.data[...] = 0.0
-        return model
-    assert ex.check_capstone(vandal).fraction == 0.0
-    kept = {}
-
-    def spy(model, train_data):
-        kept["w"] = model.features[0].weight.data.copy()
-        return model
-    ex.check_capstone(spy)
-    assert np.array_equal(kept["w"], L.baseline().features[0].weight.data)
-    assert np.count_nonzero(kept["w"])
+def test_coupled_groups_replayed_fails():
+    fails_hidden(ex.check_coupled_groups, replay_of(ex.check_coupled_groups, union_find_groups))
 
 
-def test_below_the_bar_scores_zero_without_an_error(capsys):
-    score = ex.check_capstone(one_shot(0.995), variant=HIDDEN)
-    assert score.fraction == 0.0 and score.detail["accuracy"] < L.MIN_ACCURACY
-    assert score.detail["compression"] > 50
-    assert "below the 97% bar" in capsys.readouterr().out
+# --- 14.2 group-Lasso penalty ------------------------------------------------------------------
+AXES = {"filter": (1, 2, 3), "channel": (0, 2, 3), "kernel": (2, 3), "filter_shape": (0,)}
 
 
-def test_scores_grow_with_compression(monkeypatch):
-    monkeypatch.setattr(L, "MIN_ACCURACY", 0.0)
-    scores = [ex.check_capstone(one_shot(s), variant=HIDDEN) for s in (0.5, 0.8)]
-    assert scores[0].detail["compression"] < scores[1].detail["compression"]
-    assert 0 < scores[0].fraction < scores[1].fraction < 1
+def penalty(weights, granularity, strength, axes=AXES, power=1.0):
+    return strength * sum((np.sqrt((np.asarray(w, np.float64) ** 2).sum(axis=axes[granularity]))
+                           ** power).sum() for w in weights)
 
 
-def test_the_budget_counts_digits_trained_on_with_gradients():
-    def evaluates_a_lot(model, train_data):     # forward passes without gradients are free
-        for _ in range(5):
-            mp.train.evaluate(model, train_data)
-        return model
+def test_penalty_right_answers(capsys):
+    for fn in (penalty, N.reference_answer("14.2")):
+        accepts(ex.check_group_lasso_penalty, fn, capsys=capsys)
+        passes_hidden(ex.check_group_lasso_penalty, fn)
 
-    def gradient_criterion(model, train_data):  # a gradient criterion's forward pass counts
-        x, y = train_data
-        mp.prune.prune(model, 0.5, criterion="gradient", scope="global", batch=(x[:100], y[:100]))
-        return model
-
-    def one_epoch_on_a_copy(model, train_data):  # so does training, on a copy too
-        mp.train.fit(copy.deepcopy(model), train_data, 1, progress=False)
-        return model
-    n = len(L.capstone_data()[0][1])
-    epochs = [ex.check_capstone(p).detail["epochs"]
-              for p in (evaluates_a_lot, gradient_criterion, one_epoch_on_a_copy)]
-    assert epochs == [0.0, pytest.approx(100 / n), 1.0]
-
-
-def test_over_the_budget_scores_zero(monkeypatch, capsys):
-    monkeypatch.setattr(L, "MIN_ACCURACY", 0.0)
-    monkeypatch.setattr(L, "BUDGET_EPOCHS", 1)
-
-    def two_epochs(model, train_data):
-        mp.prune.prune(model, 0.5, criterion="magnitude", scope="global")
-        mp.train.fit(model, train_data, 2, lr=0.01, progress=False)
-        return model
-    score = ex.check_capstone(two_epochs)
-    assert score.detail["over_budget"] and score.detail["epochs"] == 2.0 and score.fraction == 0.0
-    assert "over the budget of 1 epochs" in capsys.readouterr().out
+    def float32_loops(weights, granularity, strength):   # by hand, group by group, in float32
+        total = np.float32(0)
+        for w in weights:
+            o, i, kh, kw = w.shape
+            if granularity == "filter_shape":
+                groups = [w[:, c, a, b] for c in range(i) for a in range(kh) for b in range(kw)]
+            elif granularity == "kernel":
+                groups = [w[f, c] for f in range(o) for c in range(i)]
+            elif granularity == "channel":
+                groups = [w[:, c] for c in range(i)]
+            else:
+                groups = [w[f] for f in range(o)]
+            total += sum(np.sqrt(np.sum(g * g)) for g in groups)
+        return strength * total
+    passes_hidden(ex.check_group_lasso_penalty, float32_loops)
 
 
-def _pruned_then_tampered(model, train_data):
-    mp.prune.prune(model, 0.9, criterion="magnitude", scope="global")
-    w = model.classifier[1].weight
-    w.data[~w.mask] = 0.01           # written behind the mask's back
-    return model
+def test_penalty_by_hand():
+    w = np.zeros((2, 1, 1, 2))
+    w[:, 0, 0, 0] = [3, 4]     # one filter shape, norm 5; the other position is zero
+    assert penalty([w], "filter_shape", 0.5) == pytest.approx(2.5)
+    assert penalty([w], "filter", 0.5) == pytest.approx(3.5)   # ‖3‖ + ‖4‖
+    reg = mp.prune.group_lasso(mp.nn.Sequential(mp.nn.Conv2d(1, 2, 1)), "filter_shape", 0.5)
+    assert len(reg.names) == 1
 
 
-def _compacted(model, train_data):
-    mp.prune.prune(model, 0.5, criterion="magnitude", granularity="filter", scope="layerwise",
-                   exclude=["classifier.5"])
-    return mp.prune.compact(model)
+def test_penalty_with_the_wrong_groups_fails():
+    swapped = dict(AXES, filter_shape=AXES["kernel"])       # filter shapes scored as kernels
+    fails(ex.check_group_lasso_penalty, lambda w, g, s: penalty(w, g, s, axes=swapped), "'kernel'")
+    half = dict(AXES, filter_shape=(0, 1))   # right for filters, channels, kernels; not shapes
+    fails(ex.check_group_lasso_penalty, lambda w, g, s: penalty(w, g, s, axes=half),
+          "filter_shape")
 
 
-def _diverged(model, train_data):
-    model.classifier[3].weight.data[0, 0] = np.nan
-    return model
+def test_penalty_usual_slips_fail():
+    check = ex.check_group_lasso_penalty
+    fails(check, lambda w, g, s: penalty(w, g, s, power=2.0), "weight decay")
+    fails(check, lambda w, g, s: s * sum(np.abs(x).sum() for x in w), "L1")
+    fails(check, lambda w, g, s: penalty(w, g, 1.0), "strength")
+    fails(check, lambda w, g, s: penalty(w[:1], g, s), "every layer")
+    fails(check, lambda w, g, s: None, "return")
+    fails(check, lambda w, g, s: [penalty([x], g, s) for x in w], "one number")
 
 
-def _last_bias_diverged(model, train_data):   # half right: every parameter finite but the last
-    mp.prune.prune(model, 0.5, criterion="magnitude", scope="global")
-    model.classifier[5].bias.data[-1] = np.inf
-    return model
+def test_penalty_mean_over_groups_fails():
+    def mean(weights, granularity, strength):
+        norms = np.concatenate([np.sqrt((w.astype(np.float64) ** 2).sum(axis=AXES[granularity])).ravel()
+                                for w in weights])
+        return strength * norms.mean()
+    fails(ex.check_group_lasso_penalty, mean, "average")
 
 
-def _first_layer_tampered(model, train_data):   # half right: every mask respected but the first
-    mp.prune.prune(model, 0.5, criterion="magnitude", scope="global")
-    w = model.features[0].weight
-    w.data[~w.mask] = -0.01
-    return model
+def test_penalty_library_is_blocked():
+    def through_library(weights, granularity, strength):
+        convs = []
+        for w in weights:
+            conv = mp.nn.Conv2d(w.shape[1], w.shape[0], w.shape[2], bias=False)
+            conv.weight.data[...] = w
+            convs.append(conv)
+        model = mp.nn.Sequential(*convs)
+        return mp.prune.group_lasso(model, granularity, strength)(model).item()
+    err = blocked(ex.check_group_lasso_penalty, through_library)
+    assert "group_lasso" not in str(err)
+
+    def through_structures(weights, granularity, strength):
+        view = mp.prune.structures.parse(granularity)
+        return strength * sum(np.sqrt(view.group_scores(w ** 2, "sum")).sum() for w in weights)
+    blocked(ex.check_group_lasso_penalty, through_structures)
 
 
-def _bad_mask(model, train_data):    # the right shape, but 0.0/1.0 floats instead of booleans
-    w = model.classifier[5].weight
-    w.mask = np.ones(w.shape)
-    return model
+def test_penalty_replayed_fails():
+    fails_hidden(ex.check_group_lasso_penalty, replay_of(ex.check_group_lasso_penalty, penalty))
 
 
-def _bad_mask_shape(model, train_data):   # booleans, but not the weight's shape
-    model.classifier[5].weight.mask = np.ones(5, dtype=bool)
-    return model
+# --- 14.3 parameters left -----------------------------------------------------------------------
+def params_left(model, graph, layer, k, coupled=True, readers=True, bn=2, span=True, bias=True):
+    modules = dict(model.named_modules())
+    group = graph.group_of(layer)
+    removed = 0
+    for name in (group.producers if coupled else [layer]):
+        conv = modules[name]
+        removed += k * conv.weight[0].size + (k if bias and conv.bias is not None else 0)
+    own = [graph.batchnorm_of(layer)] if graph.batchnorm_of(layer) else []
+    removed += bn * k * len(group.batchnorms if coupled else own)
+    for c in (group.consumers if readers else ()):
+        w = modules[c.layer].weight.data
+        removed += k * (c.span if span else 1) * w.shape[0] * w[0, 0].size
+    return sum(p.data.size for p in model.parameters()) - removed
 
 
-@pytest.mark.parametrize("answer, hint", [
-    (lambda model, data: None, r"returned None(.|\n)*return model"),
-    (lambda model, data: mp.prune.get_masks(model), r"returned a dict, not a model(.|\n)*masks"),
-    (lambda model, data: mp.models.lenet_300_100(), r"not the LeNet-5(.|\n)*do not build another"),
-    (_compacted, r"has shape(.|\n)*compacted"),
-    (_pruned_then_tampered, r"classifier.1.weight: \d+ weights are pruned by its mask but not 0"
-                            r"(.|\n)*p.data \*= p.mask"),
-    (_diverged, r"NaN(.|\n)*learning rate"),
-    (_bad_mask, r"mask has shape(.|\n)*boolean"),
-    (_last_bias_diverged, r"classifier.5.bias holds NaN or infinite"),
-    (_first_layer_tampered, r"features.0.weight: \d+ weights are pruned by its mask but not 0"),
-    (_bad_mask_shape, r"mask has shape \(5,\)(.|\n)*boolean"),
-], ids=["none", "masks", "another-net", "compacted", "mask-violated", "nan", "bad-mask",
-        "last-bias-inf", "first-layer-mask-violated", "bad-mask-shape"])
-def test_invalid_returns_fail_with_a_hint(answer, hint):
-    with pytest.raises(AssertionError, match=hint):
-        ex.check_capstone(answer)
+def test_params_left_right_answers(capsys):
+    for fn in (params_left, N.reference_answer("14.3")):
+        accepts(ex.check_params_left, fn, capsys=capsys)
+        passes_hidden(ex.check_params_left, fn)
 
 
-def test_not_a_function_is_refused():
-    with pytest.raises(TypeError, match="expected a function"):
-        ex.check_capstone("prune_pipeline")
+def test_params_left_agrees_with_compact_on_resnet_tiny():
+    model = mp.models.resnet_tiny()
+    graph = mp.prune.dependency_graph(model, (1, 28, 28))
+    pruned = copy.deepcopy(model)
+    mp.prune.prune(pruned, scope={"conv1": 0.25, "layer1.0.conv2": 0.25}, granularity="filter")
+    # 4 of group 0's 16 channels: 2·4·9 + 4·16·9 producer weights, 2·2·4 BatchNorm, 3 readers
+    assert mp.prune.count_params(mp.prune.compact(pruned)) == params_left(model, graph, "conv1", 4)
+    assert params_left(model, graph, "conv1", 4) == 77_754 - (4 * 9 + 4 * 144 + 16
+                                                              + 4 * (16 * 9 + 32 * 9 + 32))
 
 
-def test_two_graders_building_the_baseline_at_once_train_it_once(tmp_path):
-    """Two grading processes start on a cold cache at the same moment: the second waits for the
-    first and loads its checkpoint; both get the same weights and no temporary file is left."""
-    script = textwrap.dedent("""
-        import sys
-        import numpy as np
-        from minprune import experiments
-        from minprune.exercises import lesson14 as L
-        calls = []
-        fit = experiments.train.fit
-        experiments.train.fit = lambda *a, **k: calls.append(1) or fit(*a, **k)
-        model = L.baseline()
-        np.save(sys.argv[1], model.features[0].weight.data)
-        print("trained" if calls else "loaded")
-    """)
-    env = dict(os.environ, MINPRUNE_FAST="1", MINPRUNE_CACHE=str(tmp_path / "cache"),
-               PYTHONPATH=str(ROOT))
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / f"w{i}.npy")], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
-    assert sorted(out.strip() for out, _ in outs) == ["loaded", "trained"]
-    assert np.array_equal(np.load(tmp_path / "w0.npy"), np.load(tmp_path / "w1.npy"))
-    files = sorted(p.name for p in (tmp_path / "cache" / "baselines").iterdir())
-    assert [f for f in files if f.endswith(".npz")] and not [f for f in files if ".tmp" in f]
+def test_params_left_usual_slips_fail():
+    check = ex.check_params_left
+    fails(check, lambda m, g, layer, k: params_left(m, g, layer, k, coupled=False), "coupled")
+    fails(check, lambda m, g, layer, k: params_left(m, g, layer, k, readers=False), "consumers")
+    fails(check, lambda m, g, layer, k: params_left(m, g, layer, k, bn=0), "γ and β")
+    fails(check, lambda m, g, layer, k: params_left(m, g, layer, k, bn=4), "buffers")
+    fails(check, lambda m, g, layer, k: params_left(m, g, layer, k, span=False), "span")
+    fails(check, lambda m, g, layer, k: params_left(m, g, layer, k, bias=False), "bias")
+    fails(check, lambda m, g, layer, k: sum(p.size for p in m.parameters())
+          - params_left(m, g, layer, k), "number left")
+    fails(check, lambda m, g, layer, k: None, "return")
+
+
+def test_params_left_that_changes_the_model_fails():
+    def cuts_in_place(model, graph, layer, k):
+        n = params_left(model, graph, layer, k)
+        dict(model.named_modules())[layer].weight.data[:k] = 0
+        return n
+    fails(ex.check_params_left, cuts_in_place, "changed the model")
+
+
+def test_params_left_library_is_blocked():
+    def through_compact(model, graph, layer, k):
+        m = copy.deepcopy(model)
+        group = graph.group_of(layer)
+        mp.prune.prune(m, scope={p: k / group.channels for p in group.producers}, granularity="filter")
+        return mp.prune.count_params(mp.prune.compact(m, graph.input_shape))
+    err = blocked(ex.check_params_left, through_compact)
+    assert "compact" not in str(err)
+    blocked(ex.check_params_left, lambda m, g, layer, k: mp.prune.count_params(m))
+
+
+def test_params_left_replayed_fails():
+    fails_hidden(ex.check_params_left, replay_of(ex.check_params_left, params_left))
+
+
+# --- the models the checkers trace ------------------------------------------------------------
+def test_the_fork_ties_every_branch_through_the_shared_convolution():
+    model = L._Fork(3, 4, np.random.default_rng(0))
+    graph = mp.prune.dependency_graph(model, (1, 6, 6))
+    assert L._groups_truth(graph) == {frozenset({"shared", "branches.0", "branches.1", "branches.2"}),
+                                      frozenset({"heads.0", "heads.1", "heads.2"}),
+                                      frozenset({"fc"})}
+
+
+def test_hidden_variants_draw_other_models_and_cases():
+    public = [name for name, _, _ in L._models(None, 41)]
+    drawn = {name for seed in (1, 2, 3, 4, 5) for name, _, _ in L._models(seed, 41)}
+    assert drawn - set(public)
+    assert [c[0] for c in L._removal_cases(7)] != [c[0] for c in L._removal_cases(None)]
+    assert [c[0] for c in L._penalty_cases(7)] != [c[0] for c in L._penalty_cases(None)]
