@@ -164,6 +164,15 @@ def test_sparse_layers_are_inference_only(pruned, rng):
     assert _outputs(fast, x).shape == (2, 10)
 
 
+def test_a_sparsified_copy_is_not_saved_without_its_weights(pruned, tmp_path):
+    """Its sparse layers hold their weights outside the parameters: a file of it would be empty."""
+    fast = mp.prune.sparsify(pruned["lenet_300_100"], (1, 28, 28), formats=("csr",))
+    with pytest.raises(TypeError, match="model: 'classifier.1'.*SparseLinear.*save the masked model"):
+        mp.save(fast, tmp_path / "fast.npz")
+    assert not (tmp_path / "fast.npz").exists()
+    mp.save(pruned["lenet_300_100"], tmp_path / "masked.npz")  # the way the message points to
+
+
 @pytest.mark.parametrize("kwargs, error, argument", [
     (dict(input_shape="1x28x28"), ValueError, "input_shape"),
     (dict(input_shape=(1, 28.0, 28)), ValueError, "input_shape"),

@@ -89,11 +89,23 @@ def save(model, path) -> Path:
     path = Path(path)
     if path.suffix != ".npz":
         raise ValueError(f"path: expected a file name ending in .npz, got {str(path)!r}")
+    _check_saveable(model)
     arrays = _compact_state(model)
     arch = getattr(model, "arch", None)
     if arch is not None:
         arrays[_ARCH_KEY] = np.array(json.dumps({"arch": arch, "kwargs": model.arch_kwargs}))
     return atomic_write(path, lambda f: _write_npz(f, arrays))
+
+
+def _check_saveable(model) -> None:
+    """Refuse a `sparsify` copy: its sparse layers keep their weights outside the parameters, so
+    the file would silently lack them."""
+    for name, module in model.named_modules():
+        if getattr(module, "inference_only", False):
+            raise TypeError(f"model: {name or 'the model'!r} is a {type(module).__name__} from "
+                            f"mp.prune.sparsify, whose weights are not parameters; save the masked "
+                            f"model (its pruned weights are stored compactly) and call sparsify "
+                            f"after loading it")
 
 
 def _compact_state(model: Module) -> dict:

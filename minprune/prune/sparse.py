@@ -57,6 +57,8 @@ def _pack(w2d, fmt, nm):
 class _SparseLayer(nn.Module):
     """What SparseLinear and SparseConv2d share: eval mode from the start, the inference guard."""
 
+    inference_only = True  # `mp.save` refuses a model holding one: its weights are no Parameters
+
     def __init__(self):
         super().__init__()
         self.training = False  # an inference layer: `model.train()` is what switches it on
