@@ -16,7 +16,8 @@ each the best of `repeats` calls after one warm-up, and the layer keeps the fast
 `report` lists, per layer, what was measured and what was chosen.
 
 The sparse layers compute forward only (no autograd, no `.grad` for their weights): to fine-tune,
-keep training the masked model and call `sparsify` again.
+keep training the masked model and call `sparsify` again. Nor are they saved (`mp.save` refuses
+the copy): save the masked model, whose file already stores only the kept weights.
 """
 from __future__ import annotations
 
