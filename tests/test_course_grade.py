@@ -229,9 +229,9 @@ def test_cli_writes_gradebook_feedback_and_summary(tmp_path, capsys):
 
 
 def test_leaderboard_ranks_points_then_compression(tmp_path):
-    grades = [G.Grade("a", "15.1", 5.0, 10, "partial", "", {"accuracy": 0.975, "compression": 20.0}),
-              G.Grade("b", "15.1", 8.0, 10, "partial", "", {"accuracy": 0.971, "compression": 60.0}),
-              G.Grade("c", "15.1", 0.0, 10, "failed", "", {"accuracy": 0.95, "compression": 90.0}),
+    grades = [G.Grade("a", "16.1", 5.0, 10, "partial", "", {"accuracy": 0.975, "compression": 20.0}),
+              G.Grade("b", "16.1", 8.0, 10, "partial", "", {"accuracy": 0.971, "compression": 60.0}),
+              G.Grade("c", "16.1", 0.0, 10, "failed", "", {"accuracy": 0.95, "compression": 90.0}),
               G.Grade("a", "01.1", 1.0, 1, "passed")]
     board = G.leaderboard(grades)
     assert [r["student"] for r in board] == ["b", "a", "c"] and [r["rank"] for r in board] == [1, 2, 3]

@@ -368,7 +368,7 @@ def leaderboard_page(path) -> str:
 
     table = ["| " + " | ".join(cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
     table += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
-    return ("# Class leaderboard\n\nThe capstone (lesson 15): each student's pruned network, its test "
+    return ("# Class leaderboard\n\nThe capstone (lesson 16): each student's pruned network, its test "
             f"accuracy, its compression and the points it earned; {len(rows)} "
             f"entr{'y' if len(rows) == 1 else 'ies'} from `{path.name}`.\n\n" + "\n".join(table) + "\n")
 

@@ -28,16 +28,19 @@ from .lesson11 import check_near_zero_fraction, check_reinitialize, check_scratc
 from .lesson12 import check_mask_overlap, check_rewind
 from .lesson13 import check_compression_ratio, check_seed_summary
 from .lesson14 import check_coupled_groups, check_group_lasso_penalty, check_params_left
-from .lesson15 import check_capstone
+from .lesson15 import check_csr_grad_input, check_dense_to_csr, check_pack_2_4
+from .lesson16 import check_capstone
 
 __all__ = ["EXERCISES", "WriteItYourself",
            "check_accuracy", "check_apoz", "check_capstone", "check_compression_ratio", "check_conv_macs",
-           "check_conv_output_shape", "check_count_parameters", "check_coupled_groups", "check_cubic_ramp",
-           "check_filter_l1_scores", "check_fisher_scores", "check_global_counts",
+           "check_conv_output_shape", "check_count_parameters", "check_coupled_groups",
+           "check_csr_grad_input", "check_cubic_ramp", "check_dense_to_csr", "check_filter_l1_scores",
+           "check_fisher_scores", "check_global_counts",
            "check_global_threshold", "check_grad_check", "check_gradient_scores",
            "check_group_lasso_penalty", "check_im2col_shape",
            "check_layerwise_counts", "check_mask_overlap", "check_mul_backward",
-           "check_near_zero_fraction", "check_nm_mask", "check_params_left", "check_rank_correlation",
+           "check_near_zero_fraction", "check_nm_mask", "check_pack_2_4", "check_params_left",
+           "check_rank_correlation",
            "check_reinitialize",
            "check_rewind", "check_round_sparsities", "check_scratch_b_epochs", "check_seed_summary",
            "check_snip_scores", "check_sparsity", "check_synflow_scores", "check_taylor_prediction",
