@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import minprune as mp  # noqa: E402, I001  (before NumPy: it may pick OpenBLAS kernels, _blas.py)
+import minprune as mp  # noqa: E402, I001  (thread settings must come before NumPy)
 import numpy as np  # noqa: E402
 
 MODELS = ["lenet_300_100", "lenet5", "conv4", "resnet_tiny"]

@@ -16,8 +16,10 @@ are serial):
    starting point are identical. Each framework times its steps in its own fresh process, the
    processes alternating (see headline), so neither pays for the other's still-spinning threads
    or allocator state; "best" is the minimum over the repetitions, "median" the median.
-   ratio = minprune / torch (below 1: minprune is faster). The OpenBLAS kernel family in use is
-   printed in the header (see minprune/_blas.py).
+   ratio = minprune / torch (below 1: minprune is faster). minprune runs with
+   `mp.performance.tune()` (and the OPENBLAS_CORETYPE it suggests, if any), as a user who asks
+   for speed would; `--untuned` times the defaults of a notebook instead. The OpenBLAS kernel
+   family in use is printed in the header.
 2. Where a minprune training step spends its time: every Function's forward and backward, the
    optimizer, and the rest (autograd bookkeeping, Tensor wrapping), from timers wrapped around
    them during real steps. It also reports any intermediate that is not float32.
@@ -66,6 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--no-cold-start", action="store_true", help="skip the cold/warm start timing")
     p.add_argument("--rounds", type=int, default=2,
                    help="headline: fresh processes per framework, alternating (default 2 each)")
+    p.add_argument("--untuned", action="store_true",
+                   help="leave out mp.performance.tune() and its OPENBLAS_CORETYPE: a notebook's defaults")
     p.add_argument("--worker", choices=["minprune", "torch"], help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -76,12 +80,21 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(ARGS.threads)
 
 sys.path.insert(0, str(ROOT))
-import minprune as mp  # noqa: E402, I001  (before NumPy: it may pick OpenBLAS kernels, _blas.py)
 import numpy as np  # noqa: E402
+
+import minprune as mp  # noqa: E402
 from minprune import functions as MF  # noqa: E402
 from minprune import kernels as MK  # noqa: E402
 from minprune.autograd import Context, Function  # noqa: E402
 from minprune.nn import functional as mfn  # noqa: E402
+
+# OpenBLAS reads OPENBLAS_CORETYPE when NumPy loads: where minprune.performance suggests one (a CPU
+# its detection does not know), start again with it set, so every section and worker runs with it.
+if not ARGS.untuned and (_core := mp.performance.openblas_coretype()):
+    os.environ["OPENBLAS_CORETYPE"] = _core
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+if not ARGS.untuned and ARGS.worker != "torch":  # torch runs as torch users run it
+    mp.performance.tune()  # the malloc thresholds, in this process and in minprune's workers
 
 torch = None
 if not ARGS.no_torch and ARGS.worker != "minprune":
@@ -222,10 +235,8 @@ def run_workers(framework):
     """{(model, mode): (best, median)} from one fresh worker process of `framework`."""
     cmd = [sys.executable, __file__, "--worker", framework, "--models", *ARGS.models,
            "--batch", str(ARGS.batch), "--threads", str(ARGS.threads), "--seconds", str(ARGS.seconds),
-           "--reps", str(ARGS.reps), "--clock", ARGS.clock]
-    # torch runs as torch users run it: without minprune's allocator setting (see _malloc.py)
-    env = dict(os.environ, **({"MINPRUNE_NO_MALLOC_TUNING": "1"} if framework == "torch" else {}))
-    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+           "--reps", str(ARGS.reps), "--clock", ARGS.clock] + (["--untuned"] if ARGS.untuned else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return {(r["model"], r["mode"]): (r["best"], r["median"]) for r in rows}
 
@@ -236,7 +247,7 @@ def headline(workloads):
     Why processes and not one process: frameworks in one process disturb each other. Their worker
     threads keep spinning after a call (OpenBLAS's, torch's OpenMP pool) and take a core from
     the other framework's next call, and torch's allocations changed how glibc's malloc served
-    minprune's arrays (2x on LeNet-5 before minprune tuned malloc itself). Alone in a process,
+    minprune's arrays (2x on LeNet-5 without mp.performance.tune()). Alone in a process,
     each runs as its users run it. The logits of both are compared here first (same weights).
     """
     print("== Train step and inference, batch %d, float32, %d threads ==" % (ARGS.batch, ARGS.threads))
@@ -284,8 +295,8 @@ class Profiler:
     """Timers around every Function's forward/backward, every kernel and the optimizer step.
 
     Functions are shared by all layers, so a conv's time is keyed by its weight shape; kernels
-    called inside a conv are charged to that conv ("the current layer"). Not reentrant-safe beyond
-    that one level, which is all the engine needs.
+    called inside a conv are charged to that conv ("the current layer"). A kernel that calls
+    other kernels (im2col_padded calls im2col) is timed as one: only the outermost call counts.
     """
 
     def __init__(self):
@@ -294,6 +305,7 @@ class Profiler:
         self.layer = defaultdict(float)  # (layer, phase) -> seconds
         self.not_f32 = set()
         self.current = None
+        self.in_kernel = False
         self._undo = []
 
     def _patch(self, owner, name, wrapper):
@@ -324,8 +336,6 @@ class Profiler:
         f = sm.__func__ if isinstance(sm, staticmethod) else sm
 
         def forward(ctx, *args):
-            if self.current is not None:  # called inside another op (Conv2d's backward): its time
-                return f(ctx, *args)
             layer = None
             if cls in (MF.Conv2d, MF.Linear):
                 layer = f"{cls.__name__}{tuple(args[1].shape)}"
@@ -361,8 +371,14 @@ class Profiler:
 
     def _timed_kernel(self, name, f):
         def kernel(*args, **kwargs):
+            if self.in_kernel:
+                return f(*args, **kwargs)
+            self.in_kernel = True
             t0 = CLOCK()
-            out = f(*args, **kwargs)
+            try:
+                out = f(*args, **kwargs)
+            finally:
+                self.in_kernel = False
             if self.current is not None and self.current[0] is not None:
                 self.kernel[self.current + (name,)] += CLOCK() - t0
             return out
@@ -552,8 +568,9 @@ def main():
     print(f"numpy {np.__version__}, {tv}, Python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, "
           f"clock: {ARGS.clock}, load average {os.getloadavg()[0]:.1f}")
-    print(f"OpenBLAS kernels: {mp._blas.openblas_core()} "
-          f"(OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')})\n")
+    print(f"OpenBLAS kernels: {mp.performance.openblas_core()} "
+          f"(OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'unset')}), "
+          f"mp.performance.tune(): {'no (--untuned)' if ARGS.untuned else 'yes'}\n")
     workloads = [Workload(name, ARGS.batch) for name in ARGS.models]
     headline(workloads)
     if not ARGS.no_profile or not ARGS.no_layers:

@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import minprune  # noqa: E402, F401, I001  (before NumPy: it may pick OpenBLAS kernels, _blas.py)
+import minprune  # noqa: E402, F401, I001  (thread settings must come before NumPy)
 import numpy as np  # noqa: E402
 
 # (name, kind, shape): Linear (out, in); Conv2d (C_in, C_out, H = W), 3×3, stride 1, padding 1.
@@ -214,7 +214,7 @@ def worker(name, sparsities, threads, min_reps, min_seconds):
         import scipy
         versions["scipy"] = scipy.__version__
     if name == "dense":
-        from minprune._blas import openblas_core
+        from minprune.performance import openblas_core
         versions["openblas"] = openblas_core()
     print(json.dumps({"framework": name, "versions": versions, "results": results}))
 

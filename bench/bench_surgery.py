@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import minprune as mp  # noqa: E402, I001  (before NumPy: it may pick OpenBLAS kernels, _blas.py)
+import minprune as mp  # noqa: E402, I001  (thread settings must come before NumPy)
 import numpy as np  # noqa: E402
 
 PATTERNS = [("structured", 0.5), ("structured", 0.75), ("structured", 0.9), ("unstructured", 0.9)]
@@ -54,7 +54,7 @@ def main():
     p.add_argument("--repeats", type=int, default=10, help="best of N forward passes (default 10)")
     p.add_argument("--batch", type=int, default=128)
     args = p.parse_args()
-    print(f"numpy {np.__version__}, OpenBLAS kernels {mp._blas.openblas_core()}, batch {args.batch}, "
+    print(f"numpy {np.__version__}, OpenBLAS kernels {mp.performance.openblas_core()}, batch {args.batch}, "
           f"best of {args.repeats}\n")
     print(f"{'model':<14} {'pruning':<22} {'params':>9} {'compact':>9} {'theoretical':>12} "
           f"{'measured':>9}")

@@ -30,7 +30,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import checks, models, nn, runner, train
+from . import checks, models, nn, performance, runner, train
 from . import experiments as E
 from .course import cli as course_cli
 from .progress import watched
@@ -233,6 +233,7 @@ def options_for(command: str, given: dict, config_path=None) -> dict:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    performance.tune()  # this command owns its process: reuse freed memory (performance.py)
     if args.command == "course":
         try:
             return course_cli.run(args)

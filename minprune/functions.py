@@ -6,13 +6,10 @@ Read one op at a time: the chain rule for that op is all there is.
 """
 from __future__ import annotations
 
-import sys
-import threading
-
 import numpy as np
 
 from . import kernels as K
-from .autograd import Context, Function
+from .autograd import Function
 
 
 def promoted(a: np.ndarray) -> np.ndarray:
@@ -325,125 +322,50 @@ class Linear(Function):
         return (dx, dw, g.sum(axis=0)) if has_b else (dx, dw)
 
 
-class _Workspace:
-    """Big scratch arrays reused across calls instead of freshly allocated every time.
-
-    Why: a fresh array of many MB is new memory from the OS, and the kernel must fault in and
-    zero every page the first time it is written. In a conv4 training step (batch 128) that was
-    50-500 ms of *system* time per step on top of ~300 ms of user time (getrusage, 2-core VM):
-    the im2col matrix and the backward's dcols are 115 MB each for the 32→32 layer.
-
-    Safe by reference counting: `get` hands out a pooled array only when the pool holds the
-    sole reference to it (no Tensor, saved context or view still uses it). So an im2col matrix
-    saved for a backward that has not run yet is never overwritten, however forwards and
-    backwards interleave; a second array is allocated instead. Two per key cover `fit` (the
-    previous step's graph is still alive while the next forward runs). Only arrays of at least
-    `min_bytes` are pooled, at most `per_key` per (tag, shape, dtype) and `max_bytes` in all.
-
-    Thread-safe: the check "only the pool holds it" and handing the array out happen under one
-    lock, so two threads training at once never receive the same buffer.
-    """
-
-    def __init__(self, min_bytes=1 << 20, max_bytes=1 << 30, per_key=2):
-        self.min_bytes, self.max_bytes, self.per_key = min_bytes, max_bytes, per_key
-        self.pool: dict = {}
-        self.nbytes = 0
-        self.lock = threading.Lock()
-
-    def get(self, tag, shape, dtype, zeros=False):
-        """An array of `shape`; its contents are garbage from an earlier use (all zeros when
-        freshly allocated with `zeros=True`: the pad buffer relies on its border staying 0)."""
-        dtype = np.dtype(dtype)
-        size = int(np.prod(shape)) * dtype.itemsize
-        new = np.zeros if zeros else np.empty
-        if size < self.min_bytes:
-            return new(shape, dtype)
-        with self.lock:
-            bufs = self.pool.setdefault((tag, tuple(shape), dtype), [])
-            for i in range(len(bufs)):
-                if sys.getrefcount(bufs[i]) == 2:  # the list's reference and getrefcount's argument
-                    return bufs[i]
-            buf = new(shape, dtype)
-            if len(bufs) < self.per_key and self.nbytes + size <= self.max_bytes:
-                bufs.append(buf)
-                self.nbytes += size
-            return buf
-
-    def clear(self):
-        with self.lock:
-            self.pool.clear()
-            self.nbytes = 0
-
-
-WORKSPACE = _Workspace()
-
-
 class Conv2d(Function):
-    """Convolution as im2col + one matmul.
+    """Convolution as im2col + one matmul: out = cols @ W2dᵀ, W2d = W reshaped to (O, C·kh·kw).
 
-    The Numba kernels only move memory (pad, unfold into rows of patches, fold back); the
-    multiply-adds are a single BLAS call `cols @ W2dᵀ` of shape (N·OH·OW, C·kh·kw) × (C·kh·kw, O).
-    Backward is the same picture transposed: dW = gᵀ·cols, dcols = g·W2d, then col2im (or, for
-    stride 1, dx as a convolution of g with the flipped kernel: see backward). The padded input,
-    `cols`, the matmul's output and `dcols` come from WORKSPACE (see there).
+    `cols` holds every (kh, kw) patch of the padded input as a row, so the multiply-adds are a
+    single BLAS call of shape (N·OH·OW, C·kh·kw) × (C·kh·kw, O); the Numba kernels around it only
+    move memory. Backward is the same picture transposed: dW = gᵀ·cols, dcols = g·W2d, then
+    col2im folds dcols back onto the input. The kernels reuse their big buffers and, for stride
+    1, may take a faster route to dx: see `kernels.py` for what each trick measured.
     """
 
     @staticmethod
     def forward(ctx, x, w, b, stride, padding):
         (sh, sw), (ph, pw) = stride, padding
         x = promoted(x)
-        n, c, h, wd = x.shape
+        n, _, h, wd = x.shape
         o, _, kh, kw = w.shape
-        if ph or pw:
-            # Only the interior is ever written, so the zero border of a reused buffer stays 0;
-            # the key includes the padding, so a same-shaped buffer with another interior is apart.
-            xp = WORKSPACE.get(("pad", ph, pw), (n, c, h + 2 * ph, wd + 2 * pw), x.dtype, zeros=True)
-            xp[:, :, ph:ph + h, pw:pw + wd] = x
-        else:
-            xp = np.ascontiguousarray(x)
-        hp, wp = xp.shape[2:]
-        oh, ow = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-        cols = K.im2col(xp, kh, kw, sh, sw,
-                        out=WORKSPACE.get("cols", (n * oh * ow, c * kh * kw), x.dtype))
-        w2d = w.reshape(o, -1)
-        # the product's dtype follows NumPy's promotion (float32 x with float64 w stays float64)
-        rows = np.matmul(cols, w2d.T, out=WORKSPACE.get("rows", (n * oh * ow, o),
-                                                          np.result_type(cols, w2d)))
-        bias = b if b is not None else np.zeros(0, dtype=x.dtype)
-        out = K.rows_to_nchw_bias(rows, bias, n, oh, ow)
-        ctx.save(cols, w2d, w.shape, (n, c, hp, wp), (sh, sw), (ph, pw), b is not None)
-        return out
+        oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+        cols = K.im2col_padded(x, kh, kw, sh, sw, ph, pw)          # (N·OH·OW, C·kh·kw)
+        rows = K.matmul_pooled(cols, w.reshape(o, -1).T, "rows")  # (N·OH·OW, O): all the FLOPs
+        ctx.save(cols, w, x.shape, stride, padding, b is not None)
+        return K.rows_to_nchw_bias(rows, b, n, oh, ow)             # (N, O, OH, OW), plus bias
 
     @staticmethod
     def backward(ctx, g):
-        cols, w2d, wshape, (n, c, hp, wp), (sh, sw), (ph, pw), has_b = ctx.saved
-        g2d = K.nchw_to_rows(np.ascontiguousarray(g))
-        dw = (g2d.T @ cols).reshape(wshape)
+        cols, w, x_shape, (sh, sw), (ph, pw), has_b = ctx.saved
+        o, _, kh, kw = w.shape
+        g2d = K.nchw_to_rows(g)                                   # (N·OH·OW, O)
+        dw = (g2d.T @ cols).reshape(w.shape)
         dx = None
-        o, _, kh, kw = wshape
         if ctx.needs_grad[0]:  # the first layer's input needs no gradient: skip it
-            if (sh, sw) == (1, 1) and o <= c and ph < kh and pw < kw:
-                # With stride 1, dL/dx is itself a convolution: of g with the kernel flipped in
-                # space and its in/out channels swapped, padded by k-1-p. When O ≤ C that beats
-                # dcols + col2im: im2col writes its matrix in order where col2im scatter-adds
-                # (conv4 64→64 backward 41 → 32 ms).
-                w_flip = w2d.reshape(wshape)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-                dx = Conv2d.forward(Context(), g, np.ascontiguousarray(w_flip), None, (1, 1),
-                                    (kh - 1 - ph, kw - 1 - pw))
+            if K.use_flipped_backward(w.shape, (sh, sw), (ph, pw)):
+                dx = K.conv2d_backward_input_flipped(g, w, ph, pw)  # the same dx, faster
             else:
-                dcols = np.matmul(g2d, w2d, out=WORKSPACE.get("dcols", cols.shape,
-                                                              np.result_type(g2d, w2d)))
-                dxp = K.col2im(dcols, n, c, hp, wp, kh, kw, sh, sw)
-                dx = dxp[:, :, ph:hp - ph, pw:wp - pw] if (ph or pw) else dxp
-        # the bias gradient sums g over batch and space: on the NCHW array, whose planes are
-        # contiguous, not on g2d (a narrow (N·OH·OW, O) column sum ran 10x slower)
+                dcols = K.matmul_pooled(g2d, w.reshape(o, -1), "dcols")
+                dx = K.col2im_padded(dcols, x_shape, kh, kw, sh, sw, ph, pw)
+        # the bias gradient sums g over batch and space on the NCHW array, whose planes are
+        # contiguous: a narrow (N·OH·OW, O) column sum of g2d ran 10x slower
         return (dx, dw, g.sum(axis=(0, 2, 3))) if has_b else (dx, dw)
 
 
 class MaxPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel, stride):
-        x = np.ascontiguousarray(promoted(x))
+        x = promoted(x)
         out, argmax = K.maxpool2d_forward(x, kernel[0], kernel[1], stride[0], stride[1])
         ctx.save(argmax, x.shape)
         return out
@@ -451,20 +373,19 @@ class MaxPool2d(Function):
     @staticmethod
     def backward(ctx, g):
         argmax, shape = ctx.saved
-        return K.maxpool2d_backward(np.ascontiguousarray(g), argmax, shape[2], shape[3])
+        return K.maxpool2d_backward(g, argmax, shape[2], shape[3])
 
 
 class AvgPool2d(Function):
     @staticmethod
     def forward(ctx, x, kernel, stride):
         ctx.save(x.shape, kernel, stride)
-        x = np.ascontiguousarray(promoted(x))
-        return K.avgpool2d_forward(x, kernel[0], kernel[1], stride[0], stride[1])
+        return K.avgpool2d_forward(promoted(x), kernel[0], kernel[1], stride[0], stride[1])
 
     @staticmethod
     def backward(ctx, g):
         shape, (kh, kw), (sh, sw) = ctx.saved
-        return K.avgpool2d_backward(np.ascontiguousarray(g), shape[2], shape[3], kh, kw, sh, sw)
+        return K.avgpool2d_backward(g, shape[2], shape[3], kh, kw, sh, sw)
 
 
 class BatchNorm(Function):

@@ -4,15 +4,17 @@ Every kernel here is limited by memory traffic, not arithmetic: it moves data
 (copy, gather, scatter-add, transpose, pooling windows) or makes one or two
 fused elementwise passes where NumPy would make many (BatchNorm, ReLU's
 backward). The arithmetic-heavy part of a convolution is left to a single BLAS
-matrix multiply done by the caller with NumPy's ``@``::
+matrix multiply (``functions.Conv2d`` calls these in this order)::
 
-    xp   = pad2d(x, ph, pw)                          # (N, C, Hp, Wp)
-    cols = im2col(xp, kh, kw, sh, sw)                # (N*OH*OW, C*kh*kw)
-    out2 = cols @ weight.reshape(O, -1).T            # (N*OH*OW, O)   <- BLAS
-    out  = rows_to_nchw_bias(out2, bias, N, OH, OW)  # (N, O, OH, OW)
+    cols = im2col_padded(x, kh, kw, sh, sw, ph, pw)    # (N*OH*OW, C*kh*kw)
+    rows = matmul_pooled(cols, weight.reshape(O, -1).T, "rows")  # (N*OH*OW, O)  <- BLAS
+    out  = rows_to_nchw_bias(rows, bias, N, OH, OW)    # (N, O, OH, OW)
 
 and the backward pass is the mirror image (``nchw_to_rows``, two matmuls,
-``col2im``, then cropping the padding).
+``col2im_padded``), or, for stride 1, ``conv2d_backward_input_flipped``.
+The speed tricks around the convolution (the reused buffers of
+``WORKSPACE``, padding once before im2col, the flipped-kernel backward, the
+2x2 max-pool fast path) live here too, each with the measurement behind it.
 
 Design rules, all measured on the 2-core target machine (numbers in
 ``bench/bench_kernels.py`` and in the comments next to each loop):
@@ -43,6 +45,9 @@ Design rules, all measured on the 2-core target machine (numbers in
 signatures; the tests check every kernel against its twin.
 """
 
+import sys
+import threading
+
 import numba
 import numpy as np
 
@@ -52,6 +57,10 @@ __all__ = [
     "col2im",
     "rows_to_nchw_bias",
     "nchw_to_rows",
+    "im2col_padded",
+    "matmul_pooled",
+    "col2im_padded",
+    "conv2d_backward_input_flipped",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "avgpool2d_forward",
@@ -373,6 +382,158 @@ def nchw_to_rows(g):
     N, O, OH, OW = g.shape
     rows = np.empty((N * OH * OW, O), dtype=g.dtype)
     return _nchw_to_rows_nb(g, rows)
+
+
+# ---------------------------------------------------------------------------
+# Convolution: the steps functions.Conv2d calls, and the measured tricks inside them
+# ---------------------------------------------------------------------------
+
+
+class Workspace:
+    """Big scratch arrays reused across calls instead of freshly allocated every time.
+
+    Why: a fresh array of many MB is new memory from the OS, and the kernel must fault in and
+    zero every page the first time it is written. In a conv4 training step (batch 128) that was
+    53-526 ms of *system* time per step on top of ~300 ms of user time (getrusage, 2-core VM):
+    the im2col matrix and the backward's dcols are 115 MB each for the 32->32 layer. Reusing
+    the padded input, the im2col matrix, the matmul output and dcols took the 1-thread CPU time
+    of a conv4 step from 548 to 324 ms (bench/README.md, "Engine").
+
+    Safe by reference counting: `get` hands out a pooled array only when the pool holds the
+    sole reference to it (no Tensor, saved context or view still uses it). So an im2col matrix
+    saved for a backward that has not run yet is never overwritten, however forwards and
+    backwards interleave; a second array is allocated instead. Two per key cover `fit` (the
+    previous step's graph is still alive while the next forward runs). Only arrays of at least
+    `min_bytes` are pooled, at most `per_key` per (tag, shape, dtype) and `max_bytes` in all.
+
+    Thread-safe: the check "only the pool holds it" and handing the array out happen under one
+    lock, so two threads training at once never receive the same buffer.
+    """
+
+    def __init__(self, min_bytes=1 << 20, max_bytes=1 << 30, per_key=2):
+        self.min_bytes, self.max_bytes, self.per_key = min_bytes, max_bytes, per_key
+        self.pool: dict = {}
+        self.nbytes = 0
+        self.lock = threading.Lock()
+
+    def get(self, tag, shape, dtype, zeros=False):
+        """An array of `shape`; its contents are garbage from an earlier use (all zeros when
+        freshly allocated with `zeros=True`: the pad buffer relies on its border staying 0)."""
+        dtype = np.dtype(dtype)
+        size = int(np.prod(shape)) * dtype.itemsize
+        new = np.zeros if zeros else np.empty
+        if size < self.min_bytes:
+            return new(shape, dtype)
+        with self.lock:
+            bufs = self.pool.setdefault((tag, tuple(shape), dtype), [])
+            for i in range(len(bufs)):
+                if sys.getrefcount(bufs[i]) == 2:  # the list's reference and getrefcount's argument
+                    return bufs[i]
+            buf = new(shape, dtype)
+            if len(bufs) < self.per_key and self.nbytes + size <= self.max_bytes:
+                bufs.append(buf)
+                self.nbytes += size
+            return buf
+
+    def clear(self):
+        with self.lock:
+            self.pool.clear()
+            self.nbytes = 0
+
+
+WORKSPACE = Workspace()
+
+
+def im2col_padded(x, kh, kw, sh, sw, ph, pw):
+    """im2col of x zero-padded by (ph, pw) on each side: (N, C, H, W) -> (N*OH*OW, C*kh*kw).
+
+    x: float32/float64. OH = (H + 2*ph - kh)//sh + 1, OW likewise; layout as in `im2col`.
+    The padded copy and the patch matrix are WORKSPACE buffers (tags ("pad", ph, pw) and
+    "cols"), so the result may be handed out again once nothing refers to it.
+
+    Padding once, then unfolding a plain array, roughly halved im2col time for a 1-channel
+    5x5 conv (DESIGN.md, "The engine"). The pad buffer is zeroed only when first allocated:
+    later calls write just the interior, so its border stays 0 (`pad2d` times the copy).
+    """
+    x = _float_array("x", x, 4)
+    kh, kw = _int_arg("kh", kh, 1), _int_arg("kw", kw, 1)
+    sh, sw = _int_arg("sh", sh, 1), _int_arg("sw", sw, 1)
+    ph, pw = _int_arg("ph", ph, 0), _int_arg("pw", pw, 0)
+    N, C, H, W = x.shape
+    OH = _window_count("height", H + 2 * ph, "kh", kh, sh)
+    OW = _window_count("width", W + 2 * pw, "kw", kw, sw)
+    xp = x
+    if ph or pw:
+        # the key holds the padding: a same-shaped buffer with another interior stays apart
+        xp = WORKSPACE.get(("pad", ph, pw), (N, C, H + 2 * ph, W + 2 * pw), x.dtype, zeros=True)
+        xp[:, :, ph:ph + H, pw:pw + W] = x
+    return im2col(xp, kh, kw, sh, sw, out=WORKSPACE.get("cols", (N * OH * OW, C * kh * kw), x.dtype))
+
+
+def matmul_pooled(a, b, tag):
+    """a @ b for 2-D a (M, K) and b (K, O), written into the WORKSPACE buffer `tag`.
+
+    The result dtype follows NumPy's promotion (float32 a with float64 b gives float64). This is
+    the convolution's one BLAS call, where its multiply-adds are; the pooled output saves the
+    page faults of a fresh (N*OH*OW, O) array every call (see `Workspace`).
+    """
+    if np.ndim(a) != 2 or np.ndim(b) != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"a and b must be 2-D with a.shape[1] == b.shape[0], "
+                         f"got {np.shape(a)} and {np.shape(b)}")
+    out = WORKSPACE.get(tag, (a.shape[0], b.shape[1]), np.result_type(a, b))
+    return np.matmul(a, b, out=out)
+
+
+def col2im_padded(cols, x_shape, kh, kw, sh, sw, ph, pw):
+    """Adjoint of im2col_padded: scatter-add cols into the padded image, then drop the padding.
+
+    cols: (N*OH*OW, C*kh*kw) float32/float64; x_shape: the unpadded (N, C, H, W). Returns
+    (N, C, H, W) of cols' dtype (a view into the padded result when there is padding).
+    """
+    N, C, H, W = x_shape
+    ph, pw = _int_arg("ph", ph, 0), _int_arg("pw", pw, 0)
+    dxp = col2im(cols, N, C, H + 2 * ph, W + 2 * pw, kh, kw, sh, sw)
+    return dxp[:, :, ph:ph + H, pw:pw + W]
+
+
+def use_flipped_backward(w_shape, stride, padding):
+    """Whether conv2d_backward_input_flipped applies (stride 1, padding < kernel) and pays (O <= C).
+
+    It pays when the layer does not widen: conv4's 64->64 backward 41 -> 30 ms and its 32->32
+    one 49 -> 42 ms against dcols + col2im_padded (bench/README.md, "Engine"), because im2col
+    writes its matrix in order where col2im scatter-adds.
+    """
+    O, C, kh, kw = w_shape
+    return tuple(stride) == (1, 1) and O <= C and padding[0] < kh and padding[1] < kw
+
+
+def conv2d_backward_input_flipped(g, w, ph, pw):
+    """dL/dx of a stride-1 convolution, computed as a convolution itself.
+
+    g: (N, O, OH, OW) gradient of the output; w: (O, C, kh, kw); (ph, pw) < (kh, kw): the
+    forward's padding. dL/dx is g convolved with the kernel flipped in space and its in/out
+    channels swapped, padded by k-1-p; this returns it, (N, C, H, W), in the result dtype of
+    g and w. The same numbers as col2im_padded(nchw_to_rows(g) @ W2d, ...), faster where
+    `use_flipped_backward` says so.
+    """
+    g, w, ph, pw = _flipped_backward_args(g, w, ph, pw)
+    N, O, OH, OW = g.shape
+    C, kh, kw = w.shape[1:]
+    w_flip = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, O, kh, kw)
+    cols = im2col_padded(g, kh, kw, 1, 1, kh - 1 - ph, kw - 1 - pw)
+    rows = matmul_pooled(cols, w_flip.reshape(C, -1).T, "rows")
+    return rows_to_nchw_bias(rows, None, N, OH + kh - 1 - 2 * ph, OW + kw - 1 - 2 * pw)
+
+
+def _flipped_backward_args(g, w, ph, pw):
+    """g (N, O, OH, OW) and w (O, C, kh, kw) as float arrays, and a padding smaller than the kernel."""
+    g, w = _float_array("g", g, 4), _float_array("w", w, 4)
+    if w.shape[0] != g.shape[1]:
+        raise ValueError(f"w must have g's {g.shape[1]} output channels first, got shape {w.shape}")
+    ph, pw = _int_arg("ph", ph, 0), _int_arg("pw", pw, 0)
+    if ph >= w.shape[2] or pw >= w.shape[3]:
+        raise ValueError(f"ph, pw must be smaller than the kernel {w.shape[2:]}, got {(ph, pw)}")
+    return g, w, ph, pw
 
 
 # ---------------------------------------------------------------------------

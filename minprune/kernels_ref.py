@@ -23,6 +23,10 @@ __all__ = [
     "col2im",
     "rows_to_nchw_bias",
     "nchw_to_rows",
+    "im2col_padded",
+    "matmul_pooled",
+    "col2im_padded",
+    "conv2d_backward_input_flipped",
     "maxpool2d_forward",
     "maxpool2d_backward",
     "avgpool2d_forward",
@@ -38,6 +42,7 @@ __all__ = [
 from .kernels import (  # noqa: E402
     _batchnorm_backward_args,
     _channels_view,
+    _flipped_backward_args,
     _float_array,
     _int_arg,
     _per_channel,
@@ -137,6 +142,37 @@ def nchw_to_rows(g):
     g = _float_array("g", g, 4)
     N, O, OH, OW = g.shape
     return np.ascontiguousarray(g.transpose(0, 2, 3, 1).reshape(N * OH * OW, O))
+
+
+def im2col_padded(x, kh, kw, sh, sw, ph, pw):
+    """Patch matrix of x zero-padded by (ph, pw): im2col of pad2d, in fresh arrays."""
+    return im2col(pad2d(x, ph, pw), kh, kw, sh, sw)
+
+
+def matmul_pooled(a, b, tag):
+    """a @ b for 2-D a and b (`tag` names the kernel's reused buffer; unused here)."""
+    if np.ndim(a) != 2 or np.ndim(b) != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"a and b must be 2-D with a.shape[1] == b.shape[0], "
+                         f"got {np.shape(a)} and {np.shape(b)}")
+    return a @ b
+
+
+def col2im_padded(cols, x_shape, kh, kw, sh, sw, ph, pw):
+    """col2im onto the padded (N, C, H + 2*ph, W + 2*pw), then the (H, W) interior."""
+    N, C, H, W = x_shape
+    ph = _int_arg("ph", ph, 0)
+    pw = _int_arg("pw", pw, 0)
+    return col2im(cols, N, C, H + 2 * ph, W + 2 * pw, kh, kw, sh, sw)[:, :, ph : ph + H, pw : pw + W]
+
+
+def conv2d_backward_input_flipped(g, w, ph, pw):
+    """dL/dx of a stride-1 convolution the textbook way: col2im of dcols = g2d @ W2d."""
+    g, w, ph, pw = _flipped_backward_args(g, w, ph, pw)
+    N, O, OH, OW = g.shape
+    C, kh, kw = w.shape[1:]
+    dcols = nchw_to_rows(g) @ w.reshape(O, -1)
+    x_shape = (N, C, OH + kh - 1 - 2 * ph, OW + kw - 1 - 2 * pw)
+    return np.ascontiguousarray(col2im_padded(dcols, x_shape, kh, kw, 1, 1, ph, pw))
 
 
 def maxpool2d_forward(x, kh, kw, sh, sw):

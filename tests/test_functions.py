@@ -310,7 +310,7 @@ def test_conv2d_input_gradient_as_a_flipped_convolution(rng, kernel, padding):
 
 def test_conv2d_graphs_do_not_share_buffers(rng):
     """forward(a), forward(b), then backward(b), backward(a): each gets its own gradients, though
-    Conv2d reuses its big temporaries (functions._Workspace) across calls."""
+    Conv2d reuses its big temporaries (kernels.WORKSPACE) across calls."""
     w = Tensor(randn(rng, 4, 8, 3, 3), requires_grad=True)
     # 16·32·32 × 8·3·3 float32: a 4.7 MB patch matrix, big enough to come from the workspace
     xa, xb = (Tensor(randn(rng, 16, 8, 32, 32), requires_grad=True) for _ in range(2))

@@ -222,6 +222,77 @@ def test_nchw_to_rows_matches_twin_and_inverts(n, o, oh, ow, dtype, seed):
 
 
 # ---------------------------------------------------------------------------
+# Convolution steps: padded im2col, pooled matmul, col2im_padded, flipped backward
+# ---------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(case=window_cases(), ph=st.integers(0, 2), pw=st.integers(0, 2))
+def test_im2col_padded_and_col2im_padded_match_twins_and_are_adjoint(case, ph, pw):
+    x = _x(case)
+    args = (*_k(case), ph, pw)
+    cols = nb.im2col_padded(x, *args)
+    _assert_array(cols, ref.im2col_padded(x, *args))
+    c = _randn(case["seed"] + 1, cols.shape, case["dtype"])
+    back = nb.col2im_padded(c, x.shape, *args)
+    np.testing.assert_allclose(back, ref.col2im_padded(c, x.shape, *args), **_tol(case["dtype"]))
+    assert back.shape == x.shape and back.dtype == x.dtype
+    np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, back), rtol=1e-4)
+
+
+@BOTH
+@pytest.mark.parametrize("dtypes", [(np.float32, np.float32), (np.float32, np.float64),
+                                    (np.float64, np.float64)])
+def test_matmul_pooled_promotes_as_numpy_does(mod, dtypes):
+    a, b = _randn(0, (5, 3), dtypes[0]), _randn(1, (4, 3), dtypes[1]).T  # b transposed: a view
+    out = mod.matmul_pooled(a, b, "rows")
+    assert out.dtype == np.result_type(*dtypes)
+    np.testing.assert_allclose(out, a @ b, **_tol(np.float32))
+
+
+@SETTINGS
+@given(n=st.integers(1, 3), o=st.integers(1, 4), c=st.integers(1, 4), kh=st.integers(1, 4),
+       kw=st.integers(1, 4), extra=st.integers(0, 4), data=st.data(), dtype=DTYPES,
+       seed=st.integers(0, 2**32 - 1))
+def test_flipped_backward_matches_the_col2im_twin(n, o, c, kh, kw, extra, data, dtype, seed):
+    """dL/dx as a convolution with the flipped kernel = col2im(g2d @ W2d), the textbook route."""
+    ph, pw = data.draw(st.integers(0, kh - 1)), data.draw(st.integers(0, kw - 1))
+    h, w = kh + extra, kw + extra // 2           # the input size; g has the stride-1 output size
+    g = _randn(seed, (n, o, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1), dtype)
+    weight = _randn(seed + 1, (o, c, kh, kw), dtype)
+    dx = nb.conv2d_backward_input_flipped(g, weight, ph, pw)
+    _assert_array(dx, ref.conv2d_backward_input_flipped(g, weight, ph, pw), **_tol(dtype))
+    assert dx.shape == (n, c, h, w)
+
+
+def test_workspace_reuses_a_buffer_only_once_nothing_refers_to_it():
+    nb.WORKSPACE.clear()
+    x = _randn(0, (16, 8, 31, 30), np.float32)      # a 7 MB patch matrix: pooled
+    first = nb.im2col_padded(x, 3, 3, 1, 1, 1, 1)
+    first_id = id(first)
+    second = nb.im2col_padded(x, 3, 3, 1, 1, 1, 1)  # `first` is still held: a different array
+    assert not np.shares_memory(first, second)
+    del first
+    assert id(nb.im2col_padded(x, 3, 3, 1, 1, 1, 1)) == first_id
+    nb.WORKSPACE.clear()
+
+
+def test_pad_buffers_of_one_shape_but_other_padding_are_kept_apart():
+    """(64, 64, 6, 6) padded by 1 and (64, 64, 4, 4) padded by 2 are both 8x8: one shared buffer
+    would keep the first input's values in the second one's zero border."""
+    nb.WORKSPACE.clear()
+    for size, pad, seed in [(6, 1, 0), (4, 2, 1), (6, 1, 2), (4, 2, 3)]:
+        x = _randn(seed, (64, 64, size, size), np.float32)
+        _assert_array(nb.im2col_padded(x, 3, 3, 1, 1, pad, pad), ref.im2col_padded(x, 3, 3, 1, 1, pad, pad))
+    nb.WORKSPACE.clear()
+
+
+def test_every_kernel_has_a_numpy_twin():
+    assert nb.__all__ == ref.__all__
+    assert all(callable(getattr(ref, name)) for name in nb.__all__)
+
+
+# ---------------------------------------------------------------------------
 # Max pooling
 # ---------------------------------------------------------------------------
 
@@ -570,6 +641,11 @@ def _maxpool_back(mod, argmax):
         (lambda m, x: m.rows_to_nchw_bias(np.zeros((10, 3)), None, 2, 2, 2), "out2d"),
         (lambda m, x: m.rows_to_nchw_bias(np.zeros((8, 3)), np.zeros(4), 2, 2, 2), "bias"),
         (lambda m, x: m.nchw_to_rows(np.zeros((2, 3, 4))), "g"),
+        (lambda m, x: m.im2col_padded(x, 3, 3, 1, 1, -1, 0), "ph"),
+        (lambda m, x: m.im2col_padded(x, 8, 3, 1, 1, 1, 0), "kh"),
+        (lambda m, x: m.matmul_pooled(np.zeros((2, 3)), np.zeros((2, 3)), "rows"), "a and b"),
+        (lambda m, x: m.conv2d_backward_input_flipped(x, np.zeros((3, 2, 2, 2)), 2, 0), "ph"),
+        (lambda m, x: m.conv2d_backward_input_flipped(x, np.zeros((4, 2, 2, 2)), 0, 0), "w"),
         (lambda m, x: m.maxpool2d_forward(x, 2, 7, 1, 1), "kw"),
         (lambda m, x: _maxpool_back(m, np.zeros((1, 1, 2, 3), np.int32)), "argmax"),
         (lambda m, x: _maxpool_back(m, np.full((1, 1, 2, 2), 16, np.int32)), "argmax"),  # >= H*W

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import minprune as mp
 from minprune import autograd
-from minprune.functions import WORKSPACE
+from minprune.kernels import WORKSPACE
 
 pytestmark = pytest.mark.engine
 
@@ -94,7 +94,7 @@ def test_workspace_checks_a_buffer_is_free_and_takes_it_under_one_lock(monkeypat
     """Two threads must never leave with the same pooled array: between "only the pool holds it"
     and handing it out, no other thread may look. (On CPython with the GIL that window is a few
     bytecodes wide, too narrow to hit reliably in a test, so check the lock is held there.)"""
-    from minprune import functions
+    from minprune import kernels
     held_during_check = []
 
     class Sys:
@@ -106,7 +106,7 @@ def test_workspace_checks_a_buffer_is_free_and_takes_it_under_one_lock(monkeypat
     WORKSPACE.clear()
     first = WORKSPACE.get("test", shape, np.float32)
     del first  # free again: the next get checks it and hands it out
-    monkeypatch.setattr(functions, "sys", Sys())
+    monkeypatch.setattr(kernels, "sys", Sys())
     again = WORKSPACE.get("test", shape, np.float32)
     assert held_during_check == [True] and not WORKSPACE.lock.locked()
     other = WORKSPACE.get("test", shape, np.float32)  # `again` is in use: a different array
