@@ -45,6 +45,13 @@ def fingerprint(path: Path, fast: bool) -> str:
     return h.hexdigest()
 
 
+def _folder(fast: bool) -> str:
+    """The cache's subfolder: the mode, and the BLAS kernels if OPENBLAS_CORETYPE forces some
+    (other kernels round differently, so their runs print other numbers: `make test-full-other-blas`)."""
+    forced = os.environ.get("OPENBLAS_CORETYPE", "").strip().lower()
+    return ("fast" if fast else "full") + (f"-{forced}" if forced else "")
+
+
 def _kernel_manager(folder: Path, fast: bool):
     """A KernelManager whose python3 kernel is this interpreter, in the chosen mode, with minprune
     importable from the checkout and no GUI backend."""
@@ -64,7 +71,7 @@ def _kernel_manager(folder: Path, fast: bool):
 
 def cached(path: Path, fast: bool = False, cache_dir: Path = DEFAULT_CACHE):
     """The cached run of `path` if it is still valid, else None."""
-    target = Path(cache_dir) / ("fast" if fast else "full") / Path(path).name
+    target = Path(cache_dir) / _folder(fast) / Path(path).name
     if not target.exists():
         return None
     try:
@@ -99,5 +106,5 @@ def execute(path, fast: bool = False, cache_dir=DEFAULT_CACHE, timeout: int = 36
     nb.metadata.setdefault("minprune", {})["execution"] = {
         "key": fingerprint(path, fast), "seconds": round(seconds, 1), "fast": fast}
     # atomic: a killed run never leaves half a notebook in the cache
-    atomic_write(Path(cache_dir) / ("fast" if fast else "full") / path.name, nbformat.writes(nb))
+    atomic_write(Path(cache_dir) / _folder(fast) / path.name, nbformat.writes(nb))
     return nb

@@ -65,3 +65,20 @@ def test_lesson_is_stored_clean(path):
         line.startswith("## ") for line in _cell_text(c).splitlines())
         for c in nb.cells[last_heading + 1:]), \
         f"{path.name}: the notebook must end with its Exercises section"
+
+
+def test_a_run_with_forced_blas_kernels_is_cached_apart(monkeypatch, tmp_path):
+    from minprune.course import execute as E
+
+    lesson = NOTEBOOKS[0]
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    own = tmp_path / "full" / lesson.name
+    own.parent.mkdir()
+    nb = nbformat.read(lesson, 4)
+    nb.metadata["minprune"] = {"execution": {"key": E.fingerprint(lesson, False), "seconds": 1.0}}
+    nbformat.write(nb, own)
+    assert E.cached(lesson, False, tmp_path) is not None
+    # other kernels round differently: their run is another entry, and this one is not reused
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Sandybridge")
+    assert E.cached(lesson, False, tmp_path) is None
+    assert E._folder(False) == "full-sandybridge" and E._folder(True) == "fast-sandybridge"
