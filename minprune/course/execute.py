@@ -45,11 +45,13 @@ def fingerprint(path: Path, fast: bool) -> str:
     return h.hexdigest()
 
 
-def _folder(fast: bool) -> str:
-    """The cache's subfolder: the mode, and the BLAS kernels if OPENBLAS_CORETYPE forces some
-    (other kernels round differently, so their runs print other numbers: `make test-full-other-blas`)."""
+def _entry(path, fast: bool, cache_dir) -> Path:
+    """Where the run of `path` is cached: a folder per mode, and per BLAS kernels if
+    OPENBLAS_CORETYPE forces some (other kernels round differently, so their runs print other
+    numbers: `make test-full-other-blas`)."""
     forced = os.environ.get("OPENBLAS_CORETYPE", "").strip().lower()
-    return ("fast" if fast else "full") + (f"-{forced}" if forced else "")
+    folder = ("fast" if fast else "full") + (f"-{forced}" if forced else "")
+    return Path(cache_dir) / folder / Path(path).name
 
 
 def _kernel_manager(folder: Path, fast: bool):
@@ -71,7 +73,7 @@ def _kernel_manager(folder: Path, fast: bool):
 
 def cached(path: Path, fast: bool = False, cache_dir: Path = DEFAULT_CACHE):
     """The cached run of `path` if it is still valid, else None."""
-    target = Path(cache_dir) / _folder(fast) / Path(path).name
+    target = _entry(path, fast, cache_dir)
     if not target.exists():
         return None
     try:
@@ -106,5 +108,5 @@ def execute(path, fast: bool = False, cache_dir=DEFAULT_CACHE, timeout: int = 36
     nb.metadata.setdefault("minprune", {})["execution"] = {
         "key": fingerprint(path, fast), "seconds": round(seconds, 1), "fast": fast}
     # atomic: a killed run never leaves half a notebook in the cache
-    atomic_write(Path(cache_dir) / _folder(fast) / path.name, nbformat.writes(nb))
+    atomic_write(_entry(path, fast, cache_dir), nbformat.writes(nb))
     return nb

@@ -81,4 +81,5 @@ def test_a_run_with_forced_blas_kernels_is_cached_apart(monkeypatch, tmp_path):
     # other kernels round differently: their run is another entry, and this one is not reused
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Sandybridge")
     assert E.cached(lesson, False, tmp_path) is None
-    assert E._folder(False) == "full-sandybridge" and E._folder(True) == "fast-sandybridge"
+    assert E._entry(lesson, False, tmp_path) == tmp_path / "full-sandybridge" / lesson.name
+    assert E._entry(lesson, True, tmp_path) == tmp_path / "fast-sandybridge" / lesson.name
