@@ -8,7 +8,10 @@ notebook is reused only when its key matches: a hash of the lesson file, every s
 so it would keep stale outputs after a change to the library; that is why this small cache exists.)
 
     >>> nb = execute(Path("lessons/04_what_is_pruning.ipynb"), fast=False)
-    >>> nb.metadata.minprune.execution.seconds
+    >>> nb.metadata["minprune"]["execution"]["seconds"]
+
+A run also records the baselines it trained (`execution.trained`): a lesson that loads a cached
+baseline takes minutes longer the first time, when it trains it, and its frame states both times.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..files import atomic_write
+from ..files import atomic_write, cache_dir
 
 PACKAGE = Path(__file__).resolve().parents[1]
 ROOT = PACKAGE.parent
@@ -71,6 +74,12 @@ def _kernel_manager(folder: Path, fast: bool):
     return KernelManager(kernel_name="python3", kernel_spec_manager=ksm)
 
 
+def _baselines() -> set[str]:
+    """The trained baselines cached so far (the lesson's kernel shares this $MINPRUNE_CACHE)."""
+    folder = cache_dir("baselines")
+    return {p.name for p in folder.glob("*.npz")} if folder.is_dir() else set()
+
+
 def cached(path: Path, fast: bool = False, cache_dir: Path = DEFAULT_CACHE):
     """The cached run of `path` if it is still valid, else None."""
     target = _entry(path, fast, cache_dir)
@@ -98,7 +107,7 @@ def execute(path, fast: bool = False, cache_dir=DEFAULT_CACHE, timeout: int = 36
         km = _kernel_manager(Path(tmp), fast)
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3", km=km,
                                 resources={"metadata": {"path": str(path.parent)}})
-        start = time.perf_counter()
+        before, start = _baselines(), time.perf_counter()
         try:
             client.execute()
         finally:   # nbclient leaves a kernel it did not start running
@@ -106,7 +115,8 @@ def execute(path, fast: bool = False, cache_dir=DEFAULT_CACHE, timeout: int = 36
                 km.shutdown_kernel(now=True)
         seconds = time.perf_counter() - start
     nb.metadata.setdefault("minprune", {})["execution"] = {
-        "key": fingerprint(path, fast), "seconds": round(seconds, 1), "fast": fast}
+        "key": fingerprint(path, fast), "seconds": round(seconds, 1), "fast": fast,
+        "trained": sorted(_baselines() - before)}
     # atomic: a killed run never leaves half a notebook in the cache
     atomic_write(_entry(path, fast, cache_dir), nbformat.writes(nb))
     return nb

@@ -83,3 +83,19 @@ def test_a_run_with_forced_blas_kernels_is_cached_apart(monkeypatch, tmp_path):
     assert E.cached(lesson, False, tmp_path) is None
     assert E._entry(lesson, False, tmp_path) == tmp_path / "full-sandybridge" / lesson.name
     assert E._entry(lesson, True, tmp_path) == tmp_path / "fast-sandybridge" / lesson.name
+
+
+def test_a_run_records_the_baselines_it_trained(monkeypatch, tmp_path):
+    """The frame-time check compares a run that trained baselines with the first-time figure."""
+    from minprune.course.execute import execute
+
+    monkeypatch.setenv("MINPRUNE_CACHE", str(tmp_path / "cache"))   # the kernel inherits it
+    trains = ("from minprune.files import cache_dir\n"
+              "folder = cache_dir('baselines'); folder.mkdir(parents=True, exist_ok=True)\n"
+              "(folder / 'net-s0.npz').write_bytes(b'')")
+    runs = []
+    for name, source in [("trains.ipynb", trains), ("loads.ipynb", "import minprune")]:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        nbformat.write(nb, tmp_path / name)
+        runs.append(execute(tmp_path / name, fast=True, cache_dir=tmp_path / "runs"))
+    assert [r.metadata["minprune"]["execution"]["trained"] for r in runs] == [["net-s0.npz"], []]

@@ -5,6 +5,7 @@ The frame, first markdown cell:
     **After this lesson you can** (a bullet list follows)
     **Prerequisites:** lessons 01, 03   (or "none")
     **Time:** reading ≈ 25 min · running ≈ 40 s in full mode ...
+    (a lesson that loads cached baselines adds "..., ≈ 3 min the first time (it trains ...)")
 `running` is checked against the measured full-mode time by tests/lessons/test_full.py.
 """
 import re
@@ -22,6 +23,7 @@ IDS = [p.stem for p in NOTEBOOKS]
 pytestmark = pytest.mark.course
 
 TIME = re.compile(r"\*\*Time:\*\*\s*reading ≈ (\d+) min · running ≈ (\d+) (s|min)\b")
+FIRST_TIME = re.compile(r"≈ (\d+) (s|min) the first time")
 PREREQ = re.compile(r"\*\*Prerequisites:\*\*\s*(none|lessons? \d\d(?:, \d\d)*(?: and \d\d)?)")
 
 
@@ -29,11 +31,17 @@ def frame(nb) -> str:
     return next(c.source for c in nb.cells if c.cell_type == "markdown")
 
 
-def stated_times(nb) -> tuple[int, float]:
-    """(reading minutes, running seconds) as the lesson's frame states them."""
+def _seconds(number: str, unit: str) -> float:
+    return int(number) * (60 if unit == "min" else 1)
+
+
+def stated_times(nb) -> tuple[int, float, float | None]:
+    """(reading minutes, running seconds, running seconds the first time or None) as the lesson's
+    frame states them. The first-time figure is for lessons that train baselines and cache them."""
     m = TIME.search(frame(nb))
     assert m, "the frame needs a line '**Time:** reading ≈ N min · running ≈ M s|min ...'"
-    return int(m.group(1)), int(m.group(2)) * (60 if m.group(3) == "min" else 1)
+    first = FIRST_TIME.search(frame(nb))
+    return int(m.group(1)), _seconds(*m.group(2, 3)), first and _seconds(*first.groups())
 
 
 def prose(source: str) -> str:
@@ -56,7 +64,7 @@ def test_lesson_opens_with_outcomes_prerequisites_and_time(path):
     assert prereq, f"{path.name}: state the prerequisites ('**Prerequisites:** lessons 01, 03' or none)"
     for number in re.findall(r"\d\d", prereq.group(1)):
         assert number < path.name[:2], f"{path.name}: prerequisite {number} comes after this lesson"
-    reading, _ = stated_times(nb)
+    reading, _, _ = stated_times(nb)
     computed = N.reading_minutes(nb)
     assert abs(reading - computed) <= max(2, 0.25 * computed), \
         f"{path.name}: the frame says reading ≈ {reading} min; the lesson's length gives {computed} min"
