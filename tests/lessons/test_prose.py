@@ -5,7 +5,8 @@ The frame, first markdown cell:
     **After this lesson you can** (a bullet list follows)
     **Prerequisites:** lessons 01, 03   (or "none")
     **Time:** reading ≈ 25 min · running ≈ 40 s in full mode ...
-    (a lesson that loads cached baselines adds "..., ≈ 3 min the first time (it trains ...)")
+    (a lesson that loads cached baselines adds ", ≈ 3 min the first time, when it trains and caches
+    its baselines")
 `running` is checked against the measured full-mode time by tests/lessons/test_full.py.
 """
 import re
