@@ -25,7 +25,8 @@ from pathlib import Path
 
 import nbformat
 
-from ..files import atomic_write, cache_dir
+from .. import files
+from ..files import atomic_write
 
 PACKAGE = Path(__file__).resolve().parents[1]
 ROOT = PACKAGE.parent
@@ -76,7 +77,7 @@ def _kernel_manager(folder: Path, fast: bool):
 
 def _baselines() -> set[str]:
     """The trained baselines cached so far (the lesson's kernel shares this $MINPRUNE_CACHE)."""
-    folder = cache_dir("baselines")
+    folder = files.cache_dir("baselines")   # not the `cache_dir` argument below: the run cache
     return {p.name for p in folder.glob("*.npz")} if folder.is_dir() else set()
 
 
